@@ -1,0 +1,1 @@
+"""ddpui: orchestration backend (Django system of record and v1 API)."""

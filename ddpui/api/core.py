@@ -1,0 +1,72 @@
+"""The one NinjaAPI, its error mapping, and router registration."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from ddpui.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="ddpui API",
+    version="1.0.0",
+    description="Orchestration backend: organizations, warehouses, Airbyte connections, dbt tasks and pipelines.",
+    docs_url="/docs",
+    urls_namespace="api",
+)
+
+
+def _detail(request, status: int, message: str):
+    return api.create_response(request, {"detail": message}, status=status)
+
+
+@api.exception_handler(DomainError)
+def on_domain_error(request, exc: DomainError):
+    return _detail(request, exc.status_code, exc.message)
+
+
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request, exc):
+    return _detail(
+        request, 401, "missing or invalid token: send 'Authorization: Bearer <token>' from POST /api/v1/login/"
+    )
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc: ValidationError):
+    problems = []
+    for error in exc.errors:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "payload"))
+        problems.append(f"{location}: {error.get('msg', 'invalid')}" if location else error.get("msg", "invalid"))
+    return _detail(request, 422, "invalid request: " + "; ".join(problems))
+
+
+@api.exception_handler(Http404)
+def on_not_found(request, exc):
+    return _detail(request, 404, "not found")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc: HttpError):
+    return _detail(request, exc.status_code, str(exc.message))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request, exc):
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return _detail(request, 500, "internal error: the server logs have the details")
+
+
+def register_routers() -> None:
+    from ddpui.api import tasks_api, user_org_api
+
+    api.add_router("", user_org_api.router)
+    api.add_router("", tasks_api.router)
+
+
+register_routers()

@@ -1,0 +1,10 @@
+"""Schemas shared by several routers."""
+
+from ninja import Schema
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 502: ErrorOut, 503: ErrorOut}

@@ -1,0 +1,34 @@
+"""Bootstrap: an org, a user and the user's role in it. Running it twice changes nothing."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ddpui.errors import DomainError
+from ddpui.models.org import OrgUserRole
+from ddpui.services.users import org_and_user_bootstrap
+
+
+class Command(BaseCommand):
+    help = "Create an organization and a user with a role in it (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--org", required=True, help="organization name (matched case-insensitively)")
+        parser.add_argument("--email", required=True)
+        parser.add_argument("--password", required=True, help="used only when the user is created")
+        parser.add_argument("--role", required=True, choices=OrgUserRole.values)
+        parser.add_argument("--staff", action="store_true", help="also let this user into the Django admin")
+
+    def handle(self, *args, **options):
+        try:
+            done = org_and_user_bootstrap(
+                org_name=options["org"],
+                email=options["email"],
+                password=options["password"],
+                role=options["role"],
+                staff=options["staff"],
+            )
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        if not done:
+            self.stdout.write("nothing to do: the org, the user and the role already exist")
+        for line in done:
+            self.stdout.write(line)

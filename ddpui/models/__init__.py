@@ -1,0 +1,26 @@
+"""All ddpui models, one module per aggregate."""
+
+from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
+from ddpui.models.flow_runs import PrefectFlowRun
+from ddpui.models.legacy import BlockLock, DataflowBlock, OrgDataFlow, OrgPrefectBlock
+from ddpui.models.locks import TaskLock
+from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
+from ddpui.models.tasks import OrgTask, Task
+
+__all__ = [
+    "BlockLock",
+    "DataflowBlock",
+    "DataflowOrgTask",
+    "Org",
+    "OrgDataFlow",
+    "OrgDataFlowv1",
+    "OrgDbt",
+    "OrgPrefectBlock",
+    "OrgPrefectBlockv1",
+    "OrgTask",
+    "OrgUser",
+    "OrgWarehouse",
+    "PrefectFlowRun",
+    "Task",
+    "TaskLock",
+]

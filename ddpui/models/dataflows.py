@@ -1,0 +1,44 @@
+"""Dataflows (one Prefect deployment each) and their ordered org tasks."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from ddpui.models.org import Org
+from ddpui.models.tasks import OrgTask
+
+
+class OrgDataFlowv1(models.Model):
+    class DataflowType(models.TextChoices):
+        ORCHESTRATE = "orchestrate", "orchestrate"
+        MANUAL = "manual", "manual"
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="dataflows")
+    name = models.CharField(max_length=100)
+    deployment_id = models.CharField(max_length=64, unique=True)
+    deployment_name = models.CharField(max_length=200)
+    cron = models.CharField(max_length=100, null=True, blank=True)
+    timezone = models.CharField(max_length=64, null=True, blank=True)
+    dataflow_type = models.CharField(max_length=16, choices=DataflowType.choices, default=DataflowType.ORCHESTRATE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.org.slug}: {self.name}"
+
+
+class DataflowOrgTask(models.Model):
+    dataflow = models.ForeignKey(OrgDataFlowv1, on_delete=models.CASCADE, related_name="dataflow_orgtasks")
+    orgtask = models.ForeignKey(OrgTask, on_delete=models.CASCADE, related_name="dataflow_orgtasks")
+    seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "ddpui_dataflowtask"
+        constraints = [models.UniqueConstraint(fields=["dataflow", "seq"], name="unique_dataflow_seq")]
+        ordering = ["dataflow_id", "seq"]
+
+    def __str__(self) -> str:
+        return f"{self.dataflow.name}[{self.seq}] {self.orgtask_id}"

@@ -1,0 +1,104 @@
+"""Tenants, memberships, and the org-level resources: warehouse, dbt project, persisted Prefect blocks."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class Org(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    airbyte_workspace_id = models.CharField(max_length=64, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("name"), name="unique_org_name_ci")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OrgUserRole(models.TextChoices):
+    ACCOUNT_MANAGER = "account-manager", "Account manager"
+    PIPELINE_MANAGER = "pipeline-manager", "Pipeline manager"
+    ANALYST = "analyst", "Analyst (read-only)"
+
+
+class OrgUser(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orgusers")
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="orgusers")
+    role = models.CharField(max_length=32, choices=OrgUserRole.choices, default=OrgUserRole.ANALYST)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "org"], name="unique_orguser_user_org")]
+
+    def __str__(self) -> str:
+        return f"{self.user.email} @ {self.org.slug} ({self.role})"
+
+
+class WarehouseType(models.TextChoices):
+    POSTGRES = "postgres", "PostgreSQL"
+    BIGQUERY = "bigquery", "BigQuery"
+    DUCKDB = "duckdb", "DuckDB"
+
+
+class OrgWarehouse(models.Model):
+    """The org's warehouse. Credentials are never stored here: only the name of the Secret block."""
+
+    org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="warehouse")
+    wtype = models.CharField(max_length=16, choices=WarehouseType.choices)
+    name = models.CharField(max_length=100, blank=True, default="")
+    credentials_block_name = models.CharField(max_length=200)
+    airbyte_destination_id = models.CharField(max_length=64, null=True, blank=True)
+    bq_location = models.CharField(max_length=50, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.org.slug}: {self.wtype}"
+
+
+class OrgPrefectBlockv1(models.Model):
+    """The only blocks persisted in Prefect: Airbyte server, dbt CLI profile (a Secret holding JSON), Secrets."""
+
+    class BlockType(models.TextChoices):
+        AIRBYTE_SERVER = "Airbyte Server", "Airbyte Server"
+        DBT_CLI_PROFILE = "dbt CLI Profile", "dbt CLI Profile"
+        SECRET = "Secret", "Secret"
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="prefect_blocks")
+    block_type = models.CharField(max_length=32, choices=BlockType.choices)
+    block_id = models.CharField(max_length=64)
+    block_name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.block_type}: {self.block_name}"
+
+
+class OrgDbt(models.Model):
+    """The org's dbt project: where it comes from, where it lives on disk, and its CLI profile block."""
+
+    org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="dbt")
+    gitrepo_url = models.CharField(max_length=500, null=True, blank=True)
+    gitrepo_access_token_secret = models.CharField(
+        max_length=200, null=True, blank=True, help_text="name of the Secret block holding the tokenised git URL"
+    )
+    project_dir = models.CharField(max_length=500)
+    dbt_venv = models.CharField(max_length=500, null=True, blank=True, help_text="virtualenv whose bin/ holds dbt")
+    target_type = models.CharField(max_length=16, choices=WarehouseType.choices, null=True, blank=True)
+    default_schema = models.CharField(max_length=100, null=True, blank=True)
+    cli_profile_block = models.ForeignKey(
+        OrgPrefectBlockv1, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.org.slug}: {self.gitrepo_url or self.project_dir}"

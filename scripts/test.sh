@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs, then runs the whole suite twice — on SQLite and on
+# PostgreSQL (installed from Debian's packages and started on 127.0.0.1 by scripts/postgres.sh).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/ddpui -x`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bash scripts/setup_venv.sh
+
+pgdir="$(mktemp -d /tmp/ddpui-test-pg.XXXXXX)"
+pgport="${DDPUI_TEST_PG_PORT:-54329}"
+cleanup() { bash scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+trap cleanup EXIT
+
+echo "[test] starting PostgreSQL on 127.0.0.1:$pgport"
+dsn="$(bash scripts/postgres.sh start "$pgdir" "$pgport")" || { echo "[test] PostgreSQL could not be started: failing" >&2; exit 1; }
+export DDPUI_TEST_PG_DSN="$dsn"
+export DDPUI_DATA_DIR="$(mktemp -d /tmp/ddpui-test-data.XXXXXX)"
+
+echo "[test] === suite on SQLite ==="
+env -u DATABASE_URL .venv/bin/python -m pytest -p no:cacheprovider "$@"
+
+echo "[test] === suite on PostgreSQL ==="
+DATABASE_URL="${dsn%/postgres}/ddpui" .venv/bin/python -m pytest -p no:cacheprovider "$@"
+echo "[test] both runs passed"

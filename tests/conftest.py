@@ -1,0 +1,65 @@
+"""Session-wide test set-up: one real Prefect server for the whole run, a worker on demand, PostgreSQL.
+
+PREFECT_API_URL is fixed here, before anything imports prefect, so no process ever falls back to a
+temporary server of its own. The server itself starts only when a test asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from devtools.processes import PrefectServer, PrefectWorker, free_port
+
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="ddpui-test-prefect-"))
+_PREFECT_PORT = free_port()
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PREFECT_PORT}/api"
+os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+
+TEST_WORK_POOL = "ddpui-test"
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real `prefect server start` (SQLite) for the whole session; yields the API URL."""
+    server = PrefectServer(_PREFECT_HOME, _PREFECT_PORT)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_worker(prefect_server):
+    """A process worker on the work pool TEST_WORK_POOL, running flows from the repository root."""
+    worker = PrefectWorker(prefect_server.api_url, _PREFECT_HOME, TEST_WORK_POOL)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """DSN of a PostgreSQL server for warehouse tests. CI always provides one; it is never skipped there."""
+    dsn = os.environ.get("DDPUI_TEST_PG_DSN", "").strip()
+    if not dsn:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(
+                "DDPUI_TEST_PG_DSN is not set: CI must run the PostgreSQL tests (scripts/test.sh starts PostgreSQL)"
+            )
+        pytest.skip("DDPUI_TEST_PG_DSN not set (local run without PostgreSQL)")
+    return dsn
