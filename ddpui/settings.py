@@ -4,6 +4,7 @@ docs/configuration.md lists them all."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -97,6 +98,23 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+
+# The proxy service: the only way to Prefect.
+PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8085")
+PROXY_TOKEN = os.environ.get("PROXY_TOKEN", "local-proxy-token")
+PREFECT_WORK_POOL = os.environ.get("PREFECT_WORK_POOL", "ddpui")
+
+# Airbyte config API (/api/v1), HTTP basic auth.
+AIRBYTE_SERVER_HOST = os.environ.get("AIRBYTE_SERVER_HOST", "127.0.0.1")
+AIRBYTE_SERVER_PORT = int(os.environ.get("AIRBYTE_SERVER_PORT", "8001"))
+AIRBYTE_USERNAME = os.environ.get("AIRBYTE_USERNAME", "airbyte")
+AIRBYTE_PASSWORD = os.environ.get("AIRBYTE_PASSWORD", "password")
+AIRBYTE_API_VERSION = os.environ.get("AIRBYTE_API_VERSION", "v1")
+AIRBYTE_SYNC_TIMEOUT_SECONDS = int(os.environ.get("AIRBYTE_SYNC_TIMEOUT_SECONDS", "3600"))
+
+# Where each org's dbt project is cloned (<root>/<org slug>/dbtrepo) and the dbt that runs it.
+CLIENT_DBT_ROOT = Path(os.environ.get("CLIENT_DBT_ROOT", DATA_DIR / "clients")).resolve()
+DBT_VENV = Path(os.environ.get("DBT_VENV", Path(sys.prefix))).resolve()
 
 # Outgoing e-mail (failure notifications). Console backend by default: nothing leaves the machine.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

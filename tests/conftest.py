@@ -63,3 +63,65 @@ def pg_dsn() -> str:
             )
         pytest.skip("DDPUI_TEST_PG_DSN not set (local run without PostgreSQL)")
     return dsn
+
+
+PROXY_TEST_TOKEN = "test-proxy-token"
+
+
+@pytest.fixture(scope="session")
+def proxy_server(prefect_server):
+    """The real proxy app served by uvicorn in a thread on 127.0.0.1; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    os.environ["PROXY_TOKEN"] = PROXY_TEST_TOKEN
+    os.environ.setdefault("PROXY_WORK_POOL", TEST_WORK_POOL)
+    from proxy.main import app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="proxy-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the proxy did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def airbyte_emulator():
+    """The Airbyte config-API test double on 127.0.0.1 (devtools/airbyte_emulator)."""
+    from devtools.airbyte_emulator import EmulatorServer
+
+    server = EmulatorServer(host="127.0.0.1", port=0, username="airbyte", password="password")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def live_services(settings, proxy_server, airbyte_emulator, tmp_path):
+    """Points Django at the real proxy and the emulator, with the org dbt root in a temporary directory."""
+    from urllib.parse import urlparse
+
+    settings.PROXY_URL = proxy_server
+    settings.PROXY_TOKEN = PROXY_TEST_TOKEN
+    settings.PREFECT_WORK_POOL = TEST_WORK_POOL
+    emulator = urlparse(airbyte_emulator.url)
+    settings.AIRBYTE_SERVER_HOST = emulator.hostname
+    settings.AIRBYTE_SERVER_PORT = emulator.port
+    settings.AIRBYTE_USERNAME = "airbyte"
+    settings.AIRBYTE_PASSWORD = "password"
+    settings.CLIENT_DBT_ROOT = tmp_path / "clients"
+    airbyte_emulator.configure(sync_seconds=0.2, fail_next_syncs=0, fail_connection_ids=[], unavailable=False)
+    return {"proxy_url": proxy_server, "airbyte": airbyte_emulator}

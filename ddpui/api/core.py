@@ -62,11 +62,22 @@ def on_unexpected(request, exc):
     return _detail(request, 500, "internal error: the server logs have the details")
 
 
-def register_routers() -> None:
-    from ddpui.api import tasks_api, user_org_api
+ROUTER_MODULES = [
+    "ddpui.api.user_org_api",  # login, current user
+    "ddpui.api.org_api",  # organizations, warehouse
+    "ddpui.api.airbyte_api",  # workspace, sources, connections
+    "ddpui.api.dbt_api",  # dbt workspace, schema
+    "ddpui.api.tasks_api",  # transform and custom org tasks
+    "ddpui.api.pipelines_api",  # pipelines, runs, logs
+    "ddpui.api.audit_api",  # audit trail
+]
 
-    api.add_router("", user_org_api.router)
-    api.add_router("", tasks_api.router)
+
+def register_routers() -> None:
+    import importlib
+
+    for module_name in ROUTER_MODULES:
+        api.add_router("", importlib.import_module(module_name).router)
 
 
 register_routers()

@@ -1,0 +1,23 @@
+"""Client for the proxy service, in OBJECT.ACTION style: nouns are cheap handles, verbs do one request."""
+
+from ddpui.prefect_client.client import (
+    UNSET,
+    Deployment,
+    FlowRun,
+    PrefectProxy,
+    ProxyError,
+    ProxyNotFound,
+    ProxyUnavailable,
+    get_proxy,
+)
+
+__all__ = [
+    "UNSET",
+    "Deployment",
+    "FlowRun",
+    "PrefectProxy",
+    "ProxyError",
+    "ProxyNotFound",
+    "ProxyUnavailable",
+    "get_proxy",
+]

@@ -1,0 +1,150 @@
+"""The Airbyte config API (`/api/v1/...`, HTTP basic auth), behind one small interface.
+
+Airbyte documents this API as internal in favour of `/api/public/v1`; keeping every call in this class
+means the public API can be added as a second implementation without touching the services.
+Failures are typed: AirbyteNotFound (404), AirbyteError (502), AirbyteUnavailable (503).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from ddpui.errors import NotFound, UpstreamError, UpstreamUnavailable
+
+
+class AirbyteError(UpstreamError):
+    pass
+
+
+class AirbyteNotFound(NotFound):
+    pass
+
+
+class AirbyteUnavailable(UpstreamUnavailable):
+    pass
+
+
+class AirbyteClient:
+    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, auth=(username, password), timeout=timeout)
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def post(self, endpoint: str, body: dict | None = None) -> Any:
+        with self._lock:
+            self.calls += 1
+        try:
+            response = self._http.post(f"/api/v1/{endpoint}", json=body or {})
+        except httpx.TransportError as exc:
+            raise AirbyteUnavailable(f"Airbyte at {self.base_url} is unreachable ({exc.__class__.__name__})") from exc
+        if response.status_code == 404:
+            raise AirbyteNotFound(f"not found in Airbyte: {self._message(response)}")
+        if response.status_code in (502, 503, 504):
+            raise AirbyteUnavailable(f"Airbyte is unavailable: {self._message(response)}")
+        if response.status_code >= 400:
+            raise AirbyteError(f"Airbyte refused the call {endpoint} ({response.status_code}): {self._message(response)}")
+        if not response.content:
+            return {}
+        return response.json()
+
+    @staticmethod
+    def _message(response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:300]
+        if isinstance(body, dict):
+            return str(body.get("message") or body.get("detail") or body)[:300]
+        return str(body)[:300]
+
+    # workspaces
+    def workspace_create(self, *, name: str) -> dict:
+        return self.post("workspaces/create", {"name": name})
+
+    def workspace_get(self, *, workspace_id: str) -> dict:
+        return self.post("workspaces/get", {"workspaceId": workspace_id})
+
+    def workspace_delete(self, *, workspace_id: str) -> None:
+        self.post("workspaces/delete", {"workspaceId": workspace_id})
+
+    # definitions
+    def source_definitions(self, *, workspace_id: str) -> list[dict]:
+        return self.post("source_definitions/list_for_workspace", {"workspaceId": workspace_id})["sourceDefinitions"]
+
+    def destination_definitions(self, *, workspace_id: str) -> list[dict]:
+        body = {"workspaceId": workspace_id}
+        return self.post("destination_definitions/list_for_workspace", body)["destinationDefinitions"]
+
+    # sources
+    def source_create(self, *, workspace_id: str, name: str, definition_id: str, config: dict) -> dict:
+        body = {"workspaceId": workspace_id, "name": name, "sourceDefinitionId": definition_id}
+        return self.post("sources/create", {**body, "connectionConfiguration": config})
+
+    def sources_list(self, *, workspace_id: str) -> list[dict]:
+        return self.post("sources/list", {"workspaceId": workspace_id})["sources"]
+
+    def source_get(self, *, source_id: str) -> dict:
+        return self.post("sources/get", {"sourceId": source_id})
+
+    def source_delete(self, *, source_id: str) -> None:
+        self.post("sources/delete", {"sourceId": source_id})
+
+    def source_discover(self, *, source_id: str) -> dict:
+        return self.post("sources/discover_schema", {"sourceId": source_id})["catalog"]
+
+    # destinations
+    def destination_create(self, *, workspace_id: str, name: str, definition_id: str, config: dict) -> dict:
+        body = {"workspaceId": workspace_id, "name": name, "destinationDefinitionId": definition_id}
+        return self.post("destinations/create", {**body, "connectionConfiguration": config})
+
+    def destination_get(self, *, destination_id: str) -> dict:
+        return self.post("destinations/get", {"destinationId": destination_id})
+
+    def destination_update(self, *, destination_id: str, name: str, config: dict) -> dict:
+        body = {"destinationId": destination_id, "name": name, "connectionConfiguration": config}
+        return self.post("destinations/update", body)
+
+    def destination_delete(self, *, destination_id: str) -> None:
+        self.post("destinations/delete", {"destinationId": destination_id})
+
+    # connections
+    def connection_create(self, *, body: dict) -> dict:
+        return self.post("connections/create", body)
+
+    def connections_list(self, *, workspace_id: str) -> list[dict]:
+        return self.post("connections/list", {"workspaceId": workspace_id})["connections"]
+
+    def connection_get(self, *, connection_id: str) -> dict:
+        return self.post("connections/get", {"connectionId": connection_id})
+
+    def connection_update(self, *, body: dict) -> dict:
+        return self.post("connections/update", body)
+
+    def connection_delete(self, *, connection_id: str) -> None:
+        self.post("connections/delete", {"connectionId": connection_id})
+
+    def connection_reset(self, *, connection_id: str) -> dict:
+        return self.post("connections/reset", {"connectionId": connection_id})
+
+    def jobs_list(self, *, connection_id: str, config_types: list[str] | None = None) -> list[dict]:
+        body = {"configId": connection_id, "configTypes": config_types or ["sync", "reset_connection"]}
+        return self.post("jobs/list", body)["jobs"]
+
+
+_default: AirbyteClient | None = None
+_default_key: tuple | None = None
+
+
+def get_airbyte() -> AirbyteClient:
+    global _default, _default_key
+    key = (settings.AIRBYTE_SERVER_HOST, settings.AIRBYTE_SERVER_PORT, settings.AIRBYTE_USERNAME, settings.AIRBYTE_PASSWORD)
+    if _default is None or _default_key != key:
+        base_url = f"http://{settings.AIRBYTE_SERVER_HOST}:{settings.AIRBYTE_SERVER_PORT}"
+        _default = AirbyteClient(base_url, settings.AIRBYTE_USERNAME, settings.AIRBYTE_PASSWORD)
+        _default_key = key
+    return _default

@@ -1,0 +1,5 @@
+"""Routes are added by the issue that builds this resource."""
+
+from ninja import Router
+
+router = Router()

@@ -1,0 +1,276 @@
+"""The Django side's only way to Prefect: HTTP calls to the proxy service.
+
+    prefect = PrefectProxy(base_url, token)
+    run = prefect.deployment(deployment_id).create_run(parameters=...)   # one POST
+    run.state(); run.logs(offset=0); run.cancel()
+    prefect.deployments.create(...); prefect.flow_runs.filter(deployment_ids=[...], limit_per_deployment=1)
+
+Every failure is one of three typed errors (ProxyError 502, ProxyNotFound 404, ProxyUnavailable 503),
+which the API maps to `{"detail": ...}`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from ddpui.errors import NotFound, UpstreamError, UpstreamUnavailable
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+class ProxyError(UpstreamError):
+    """The proxy (or Prefect behind it) refused the call."""
+
+
+class ProxyNotFound(NotFound):
+    """The proxy says the object does not exist in Prefect."""
+
+
+class ProxyUnavailable(UpstreamUnavailable):
+    """The proxy, or Prefect behind it, could not be reached."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return str(body)[:300]
+
+
+class PrefectProxy:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._lock = threading.Lock()
+        self.calls = 0  # requests made; tests assert list pages cost a constant number
+
+    # -- transport -------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Any:
+        with self._lock:
+            self.calls += 1
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise ProxyUnavailable(f"the Prefect proxy at {self.base_url} is unreachable ({exc.__class__.__name__})") from exc
+        if response.status_code == 404:
+            raise ProxyNotFound(f"not found in Prefect: {_detail(response)}")
+        if response.status_code == 503:
+            raise ProxyUnavailable(f"Prefect is unavailable: {_detail(response)}")
+        if response.status_code == 401:
+            raise ProxyError("the Prefect proxy refused our token: check PROXY_TOKEN on both sides")
+        if response.status_code >= 400:
+            raise ProxyError(f"Prefect refused the call ({response.status_code}): {_detail(response)}")
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # -- nouns -----------------------------------------------------------------------------------
+    def deployment(self, deployment_id: str) -> Deployment:
+        return Deployment(self, deployment_id)
+
+    def flow_run(self, flow_run_id: str) -> FlowRun:
+        return FlowRun(self, flow_run_id)
+
+    @property
+    def deployments(self) -> Deployments:
+        return Deployments(self)
+
+    @property
+    def flow_runs(self) -> FlowRuns:
+        return FlowRuns(self)
+
+    @property
+    def blocks(self) -> Blocks:
+        return Blocks(self)
+
+    @property
+    def task_runs(self) -> AdhocRuns:
+        return AdhocRuns(self)
+
+    def health(self) -> dict:
+        return self.request("GET", "/proxy/health")
+
+
+class Deployment:
+    def __init__(self, proxy: PrefectProxy, deployment_id: str):
+        self.proxy = proxy
+        self.id = deployment_id
+
+    def get(self) -> dict:
+        return self.proxy.request("GET", f"/proxy/deployments/{self.id}")
+
+    def update(self, *, parameters: dict | None = None, cron: Any = UNSET, timezone: str | None = None) -> dict:
+        """An omitted cron keeps the schedule; cron=None removes it."""
+        body: dict[str, Any] = {}
+        if parameters is not None:
+            body["parameters"] = parameters
+        if cron is not UNSET:
+            body["cron"] = cron
+            if timezone:
+                body["timezone"] = timezone
+        return self.proxy.request("PUT", f"/proxy/v1/deployments/{self.id}", json=body)
+
+    def delete(self) -> None:
+        self.proxy.request("DELETE", f"/proxy/deployments/{self.id}")
+
+    def set_schedule(self, *, active: bool) -> None:
+        self.proxy.request("POST", f"/proxy/deployments/{self.id}/set_schedule/{'active' if active else 'inactive'}")
+
+    def set_entrypoint(self, entrypoint: str) -> dict:
+        return self.proxy.request("PATCH", f"/proxy/v1/deployments/{self.id}/entrypoint", json={"entrypoint": entrypoint})
+
+    def create_run(self, *, parameters: dict | None = None) -> FlowRun:
+        body = {"parameters": parameters} if parameters else {}
+        created = self.proxy.request("POST", f"/proxy/deployments/{self.id}/flow_run", json=body)
+        return FlowRun(self.proxy, created["flow_run_id"], name=created.get("name"))
+
+
+class FlowRun:
+    def __init__(self, proxy: PrefectProxy, flow_run_id: str, *, name: str | None = None):
+        self.proxy = proxy
+        self.id = flow_run_id
+        self.name = name
+
+    def state(self) -> dict:
+        return self.proxy.request("GET", f"/proxy/flow_runs/{self.id}")
+
+    def logs(self, *, offset: int = 0, limit: int | None = None) -> dict:
+        params = {"offset": offset}
+        if limit:
+            params["limit"] = limit
+        return self.proxy.request("GET", f"/proxy/flow_runs/logs/{self.id}", params=params)
+
+    def cancel(self) -> dict:
+        return self.proxy.request("POST", f"/proxy/flow_runs/{self.id}/cancel")
+
+    def retry(self) -> dict:
+        return self.proxy.request("POST", f"/proxy/flow_runs/{self.id}/retry")
+
+
+class Deployments:
+    def __init__(self, proxy: PrefectProxy):
+        self.proxy = proxy
+
+    def create(
+        self,
+        *,
+        name: str,
+        org_slug: str,
+        parameters: dict,
+        cron: str | None = None,
+        timezone: str | None = None,
+        entrypoint: str | None = None,
+        work_pool_name: str | None = None,
+        work_queue_name: str | None = None,
+    ) -> Deployment:
+        body: dict[str, Any] = {"deployment_name": name, "org_slug": org_slug, "parameters": parameters}
+        for key, value in (
+            ("cron", cron),
+            ("timezone", timezone),
+            ("entrypoint", entrypoint),
+            ("work_pool_name", work_pool_name or getattr(settings, "PREFECT_WORK_POOL", None)),
+            ("work_queue_name", work_queue_name),
+        ):
+            if value:
+                body[key] = value
+        created = self.proxy.request("POST", "/proxy/v1/deployments/", json=body)
+        return Deployment(self.proxy, created["deployment_id"])
+
+    def filter(self, *, org_slug: str | None = None, deployment_ids: list[str] | None = None) -> list[dict]:
+        body: dict[str, Any] = {}
+        if org_slug:
+            body["org_slug"] = org_slug
+        if deployment_ids is not None:
+            body["deployment_ids"] = deployment_ids
+        return self.proxy.request("POST", "/proxy/deployments/filter", json=body)
+
+
+class FlowRuns:
+    def __init__(self, proxy: PrefectProxy):
+        self.proxy = proxy
+
+    def filter(
+        self,
+        *,
+        deployment_ids: list[str] | None = None,
+        state_types: list[str] | None = None,
+        limit_per_deployment: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        body: dict[str, Any] = {}
+        for key, value in (
+            ("deployment_ids", deployment_ids),
+            ("state_types", state_types),
+            ("limit_per_deployment", limit_per_deployment),
+            ("limit", limit),
+        ):
+            if value is not None:
+                body[key] = value
+        result = self.proxy.request("POST", "/proxy/flow_runs/filter", json=body)
+        return result["flow_runs"] if isinstance(result, dict) else result
+
+
+class _BlockKind:
+    def __init__(self, proxy: PrefectProxy, path: str):
+        self.proxy = proxy
+        self.path = path
+
+    def create(self, **body) -> dict:
+        return self.proxy.request("POST", self.path, json=body)
+
+    def update(self, **body) -> dict:
+        return self.proxy.request("PUT", self.path, json=body)
+
+
+class Blocks:
+    def __init__(self, proxy: PrefectProxy):
+        self.proxy = proxy
+        self.airbyte_server = _BlockKind(proxy, "/proxy/blocks/airbyte/server/")
+        self.dbt_cli_profile = _BlockKind(proxy, "/proxy/blocks/dbtcli/profile/")
+        self.secret = _BlockKind(proxy, "/proxy/blocks/secret/")
+
+    def delete(self, block_id: str) -> None:
+        self.proxy.request("DELETE", f"/proxy/blocks/{block_id}")
+
+
+class AdhocRuns:
+    """One task run on a worker, outside any pipeline (e.g. `dbt run --select orders`)."""
+
+    def __init__(self, proxy: PrefectProxy):
+        self.proxy = proxy
+
+    def start(self, *, org_slug: str, task: dict) -> FlowRun:
+        path = "/proxy/v1/flows/dbtcore/run/" if task["type"] == "dbt Core Operation" else "/proxy/flows/shell/run/"
+        created = self.proxy.request("POST", path, json={"org_slug": org_slug, "task": task})
+        return FlowRun(self.proxy, created["flow_run_id"], name=created.get("name"))
+
+
+_default: PrefectProxy | None = None
+_default_key: tuple | None = None
+
+
+def get_proxy() -> PrefectProxy:
+    """The process-wide client built from settings (rebuilt when the settings change, e.g. in tests)."""
+    global _default, _default_key
+    key = (settings.PROXY_URL, settings.PROXY_TOKEN)
+    if _default is None or _default_key != key:
+        _default, _default_key = PrefectProxy(settings.PROXY_URL, settings.PROXY_TOKEN), key
+    return _default

@@ -1,0 +1,104 @@
+"""Builds the task config (DESIGN §4): the deployment parameters that tell a flow what to run.
+
+This is the contract between Django and prefect_flows.py. Only block names go in, never secrets.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from ddpui.errors import InvalidInput
+from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1
+from ddpui.models.tasks import OrgTask, TaskType
+
+AIRBYTE_TYPE = "Airbyte Connection"
+SHELL_TYPE = "Shell Operation"
+DBT_TYPE = "dbt Core Operation"
+GIT_PULL_SECRET_ENV = "secret-git-pull-url-block"
+
+# within a pipeline: syncs first, then git pull, dbt clean, dbt deps, then everything else by seq
+_LEADING_ORDER = {"airbyte-sync": 0, "airbyte-reset": 0, "git-pull": 1, "dbt-clean": 2, "dbt-deps": 3}
+
+
+def pipeline_order(items: list[tuple[int, OrgTask]]) -> list[OrgTask]:
+    """Orders (requested seq, orgtask) pairs: syncs, git-pull, dbt-clean, dbt-deps, then the rest by seq."""
+    return [
+        orgtask
+        for _, orgtask in sorted(items, key=lambda item: (_LEADING_ORDER.get(item[1].task.slug, 4), item[0]))
+    ]
+
+
+class OrgContext:
+    """What the task dicts of one org need: its Airbyte server block and its dbt workspace. Two queries."""
+
+    def __init__(self, org: Org):
+        self.org = org
+        self.server_block = (
+            OrgPrefectBlockv1.objects.filter(org=org, block_type=OrgPrefectBlockv1.BlockType.AIRBYTE_SERVER)
+            .values_list("block_name", flat=True)
+            .first()
+        )
+        self.dbt = OrgDbt.objects.select_related("cli_profile_block").filter(org=org).first()
+
+    def airbyte_task(self, orgtask: OrgTask, seq: int) -> dict:
+        if not self.server_block:
+            raise InvalidInput(f"org '{self.org.slug}' has no Airbyte server block: create the organization's workspace first")
+        return {
+            "seq": seq,
+            "type": AIRBYTE_TYPE,
+            "slug": orgtask.task.slug,
+            "orgtask_uuid": str(orgtask.uuid),
+            "airbyte_server_block": self.server_block,
+            "connection_id": orgtask.connection_id,
+            "timeout": settings.AIRBYTE_SYNC_TIMEOUT_SECONDS,
+        }
+
+    def _require_dbt(self) -> OrgDbt:
+        if self.dbt is None:
+            raise InvalidInput(f"org '{self.org.slug}' has no dbt workspace: set one up with POST /api/dbt/workspace/")
+        return self.dbt
+
+    def git_task(self, orgtask: OrgTask, seq: int) -> dict:
+        dbt = self._require_dbt()
+        env = {GIT_PULL_SECRET_ENV: dbt.gitrepo_access_token_secret} if dbt.gitrepo_access_token_secret else {}
+        return {
+            "seq": seq,
+            "type": SHELL_TYPE,
+            "slug": orgtask.task.slug,
+            "orgtask_uuid": str(orgtask.uuid),
+            "commands": [f"git {orgtask.task.command}"],
+            "working_dir": dbt.project_dir,
+            "env": env,
+        }
+
+    def dbt_task(self, orgtask: OrgTask, seq: int, *, command: str | None = None) -> dict:
+        dbt = self._require_dbt()
+        if dbt.cli_profile_block is None:
+            raise InvalidInput(
+                f"org '{self.org.slug}' has no dbt CLI profile: create the transform tasks with POST /api/prefect/tasks/transform/"
+            )
+        return {
+            "seq": seq,
+            "type": DBT_TYPE,
+            "slug": orgtask.task.slug,
+            "orgtask_uuid": str(orgtask.uuid),
+            "commands": [command or orgtask.command_text()],
+            "cli_profile_block": dbt.cli_profile_block.block_name,
+            "project_dir": dbt.project_dir,
+            "working_dir": dbt.project_dir,
+            "profiles_dir": str(settings.CLIENT_DBT_ROOT / self.org.slug / "profiles"),
+            "env": {},
+        }
+
+    def task(self, orgtask: OrgTask, seq: int) -> dict:
+        if orgtask.task.type == TaskType.AIRBYTE:
+            return self.airbyte_task(orgtask, seq)
+        if orgtask.task.type == TaskType.GIT:
+            return self.git_task(orgtask, seq)
+        return self.dbt_task(orgtask, seq)
+
+
+def deployment_parameters(*, org: Org, orgtasks: list[OrgTask]) -> dict:
+    """The deployment parameters for org tasks already in run order."""
+    context = OrgContext(org)
+    return {"config": {"org_slug": org.slug, "tasks": [context.task(t, seq) for seq, t in enumerate(orgtasks)]}}
