@@ -33,8 +33,12 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real `prefect server start` (SQLite) for the whole session; yields the API URL."""
+    import httpx
+
     server = PrefectServer(_PREFECT_HOME, _PREFECT_PORT)
     server.start()
+    created = httpx.post(f"{server.api_url}/work_pools/", json={"name": TEST_WORK_POOL, "type": "process"}, timeout=30)
+    assert created.status_code in (201, 409), created.text
     try:
         yield server
     finally:

@@ -1,5 +1,6 @@
 """All ddpui models, one module per aggregate."""
 
+from ddpui.models.audit import AuditEvent
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.legacy import BlockLock, DataflowBlock, OrgDataFlow, OrgPrefectBlock
@@ -8,6 +9,7 @@ from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehou
 from ddpui.models.tasks import OrgTask, Task
 
 __all__ = [
+    "AuditEvent",
     "BlockLock",
     "DataflowBlock",
     "DataflowOrgTask",

@@ -51,7 +51,9 @@ def _detail(response: httpx.Response) -> str:
 
 
 class PrefectProxy:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, base_url: str, token: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ):
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -69,7 +71,9 @@ class PrefectProxy:
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
-            raise ProxyUnavailable(f"the Prefect proxy at {self.base_url} is unreachable ({exc.__class__.__name__})") from exc
+            raise ProxyUnavailable(
+                f"the Prefect proxy at {self.base_url} is unreachable ({exc.__class__.__name__})"
+            ) from exc
         if response.status_code == 404:
             raise ProxyNotFound(f"not found in Prefect: {_detail(response)}")
         if response.status_code == 503:
@@ -135,7 +139,9 @@ class Deployment:
         self.proxy.request("POST", f"/proxy/deployments/{self.id}/set_schedule/{'active' if active else 'inactive'}")
 
     def set_entrypoint(self, entrypoint: str) -> dict:
-        return self.proxy.request("PATCH", f"/proxy/v1/deployments/{self.id}/entrypoint", json={"entrypoint": entrypoint})
+        return self.proxy.request(
+            "PATCH", f"/proxy/v1/deployments/{self.id}/entrypoint", json={"entrypoint": entrypoint}
+        )
 
     def create_run(self, *, parameters: dict | None = None) -> FlowRun:
         body = {"parameters": parameters} if parameters else {}
@@ -200,7 +206,8 @@ class Deployments:
             body["org_slug"] = org_slug
         if deployment_ids is not None:
             body["deployment_ids"] = deployment_ids
-        return self.proxy.request("POST", "/proxy/deployments/filter", json=body)
+        result = self.proxy.request("POST", "/proxy/deployments/filter", json=body)
+        return result["deployments"] if isinstance(result, dict) else result
 
 
 class FlowRuns:

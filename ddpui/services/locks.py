@@ -90,6 +90,10 @@ def locks_release_for_run(*, flow_run_id: str) -> int:
     return deleted
 
 
+def locks_held_by_dataflow(*, dataflow: OrgDataFlowv1) -> list[TaskLock]:
+    return list(TaskLock.objects.filter(locking_dataflow=dataflow))
+
+
 def locks_status(*, orgtask_ids: Iterable[int]) -> dict[int, TaskLock]:
     """orgtask id -> its lock, for the tasks that are locked. One query."""
     return {lock.orgtask_id: lock for lock in _holders(orgtask_ids)}

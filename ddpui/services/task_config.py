@@ -23,8 +23,7 @@ _LEADING_ORDER = {"airbyte-sync": 0, "airbyte-reset": 0, "git-pull": 1, "dbt-cle
 def pipeline_order(items: list[tuple[int, OrgTask]]) -> list[OrgTask]:
     """Orders (requested seq, orgtask) pairs: syncs, git-pull, dbt-clean, dbt-deps, then the rest by seq."""
     return [
-        orgtask
-        for _, orgtask in sorted(items, key=lambda item: (_LEADING_ORDER.get(item[1].task.slug, 4), item[0]))
+        orgtask for _, orgtask in sorted(items, key=lambda item: (_LEADING_ORDER.get(item[1].task.slug, 4), item[0]))
     ]
 
 
@@ -42,7 +41,9 @@ class OrgContext:
 
     def airbyte_task(self, orgtask: OrgTask, seq: int) -> dict:
         if not self.server_block:
-            raise InvalidInput(f"org '{self.org.slug}' has no Airbyte server block: create the organization's workspace first")
+            raise InvalidInput(
+                f"org '{self.org.slug}' has no Airbyte server block: create the organization's workspace first"
+            )
         return {
             "seq": seq,
             "type": AIRBYTE_TYPE,
@@ -75,7 +76,8 @@ class OrgContext:
         dbt = self._require_dbt()
         if dbt.cli_profile_block is None:
             raise InvalidInput(
-                f"org '{self.org.slug}' has no dbt CLI profile: create the transform tasks with POST /api/prefect/tasks/transform/"
+                f"org '{self.org.slug}' has no dbt CLI profile: "
+                "create the transform tasks with POST /api/prefect/tasks/transform/"
             )
         return {
             "seq": seq,

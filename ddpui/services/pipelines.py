@@ -1,0 +1,385 @@
+"""Pipelines: ordered org tasks deployed as one Prefect deployment, and their runs."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+import zoneinfo
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from ddpui.errors import Conflict, InvalidInput, NotFound
+from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
+from ddpui.models.org import Org, OrgUser
+from ddpui.models.tasks import OrgTask, TaskType
+from ddpui.prefect_client import ProxyNotFound, get_proxy
+from ddpui.services import locks
+from ddpui.services.audit import audit_record
+from ddpui.services.run_states import run_state_apply
+from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
+
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:+@,=/*\-]+$")
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    key: str  # a connection id or an org task uuid
+    seq: int
+
+
+def _validate_schedule(cron: str | None, timezone: str | None) -> tuple[str | None, str | None]:
+    cron = (cron or "").strip() or None
+    if cron is not None:
+        fields = cron.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise InvalidInput(f"cron '{cron}' is not a 5-field cron expression such as '0 2 * * *'")
+    timezone = (timezone or "").strip() or None
+    if timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(f"unknown timezone '{timezone}': use an IANA name such as 'Asia/Kolkata'") from None
+    return cron, timezone
+
+
+def dataflow_get(*, org: Org, deployment_id: str) -> OrgDataFlowv1:
+    dataflow = OrgDataFlowv1.objects.filter(org=org, deployment_id=str(deployment_id)).first()
+    if dataflow is None:
+        raise NotFound(f"pipeline {deployment_id} not found")
+    return dataflow
+
+
+def dataflow_orgtasks(dataflow: OrgDataFlowv1) -> list[OrgTask]:
+    return [
+        link.orgtask
+        for link in DataflowOrgTask.objects.filter(dataflow=dataflow).select_related("orgtask__task").order_by("seq")
+    ]
+
+
+def _resolve_tasks(*, org: Org, connections: list[TaskRef], transform_tasks: list[TaskRef]) -> list[OrgTask]:
+    """The org tasks named by the request, in run order. Unknown or foreign ids are a 400 naming them."""
+    connection_ids = [ref.key for ref in connections]
+    task_uuids = [ref.key for ref in transform_tasks]
+    for kind, keys in (("connection", connection_ids), ("task", task_uuids)):
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise InvalidInput(f"each {kind} may appear once; repeated: {', '.join(duplicates)}")
+    if not connection_ids and not task_uuids:
+        raise InvalidInput("a pipeline needs at least one connection or transform task")
+
+    syncs = {
+        t.connection_id: t
+        for t in OrgTask.objects.filter(
+            org=org, task__slug="airbyte-sync", connection_id__in=connection_ids
+        ).select_related("task")
+    }
+    valid_uuids = []
+    for key in task_uuids:
+        with contextlib.suppress(ValueError):
+            valid_uuids.append(uuid.UUID(key))
+    transforms = {
+        str(t.uuid): t
+        for t in OrgTask.objects.filter(
+            org=org, uuid__in=valid_uuids, task__type__in=[TaskType.DBT, TaskType.GIT]
+        ).select_related("task")
+    }
+    unknown_connections = [k for k in connection_ids if k not in syncs]
+    unknown_tasks = [k for k in task_uuids if k not in transforms]
+    problems = []
+    if unknown_connections:
+        problems.append(f"unknown connections: {', '.join(unknown_connections)}")
+    if unknown_tasks:
+        problems.append(f"unknown transform tasks: {', '.join(unknown_tasks)}")
+    if problems:
+        raise InvalidInput("; ".join(problems) + " (they must exist in your organization)")
+    pairs = [(ref.seq, syncs[ref.key]) for ref in connections] + [
+        (ref.seq, transforms[ref.key]) for ref in transform_tasks
+    ]
+    return pipeline_order(pairs)
+
+
+def _store_links(dataflow: OrgDataFlowv1, orgtasks: list[OrgTask]) -> None:
+    DataflowOrgTask.objects.filter(dataflow=dataflow).delete()
+    DataflowOrgTask.objects.bulk_create(
+        [DataflowOrgTask(dataflow=dataflow, orgtask=task, seq=seq) for seq, task in enumerate(orgtasks)]
+    )
+
+
+def pipeline_create(
+    *,
+    org: Org,
+    orguser: OrgUser,
+    name: str,
+    connections: list[TaskRef],
+    transform_tasks: list[TaskRef],
+    cron: str | None,
+    timezone: str | None = None,
+) -> OrgDataFlowv1:
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("the pipeline name must be 1 to 100 characters")
+    cron, timezone = _validate_schedule(cron, timezone)
+    orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
+    parameters = deployment_parameters(org=org, orgtasks=orgtasks)
+    deployment_name = f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}-{uuid.uuid4().hex[:8]}"
+    # the deployment first: if the proxy fails, nothing has been stored
+    deployment = get_proxy().deployments.create(
+        name=deployment_name, org_slug=org.slug, parameters=parameters, cron=cron, timezone=timezone
+    )
+    try:
+        with transaction.atomic():
+            dataflow = OrgDataFlowv1.objects.create(
+                org=org,
+                name=name,
+                deployment_id=deployment.id,
+                deployment_name=deployment_name,
+                cron=cron,
+                timezone=timezone,
+                dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE,
+            )
+            _store_links(dataflow, orgtasks)
+            audit_record(
+                org=org,
+                orguser=orguser,
+                action="pipeline.created",
+                object_type="pipeline",
+                object_id=deployment.id,
+                details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
+            )
+    except Exception:
+        deployment.delete()  # no orphan deployment
+        raise
+    return dataflow
+
+
+def _refuse_while_running(dataflow: OrgDataFlowv1, verb: str) -> None:
+    held = list(locks.locks_held_by_dataflow(dataflow=dataflow))
+    if held:
+        raise Conflict(
+            f"the pipeline '{dataflow.name}' is running (run {held[0].flow_run_id or 'starting'}): "
+            f"{verb} it when the run has finished, or cancel the run"
+        )
+
+
+def pipeline_update(
+    *,
+    org: Org,
+    orguser: OrgUser,
+    deployment_id: str,
+    name: str,
+    connections: list[TaskRef],
+    transform_tasks: list[TaskRef],
+    cron: str | None,
+    timezone: str | None = None,
+) -> OrgDataFlowv1:
+    dataflow = dataflow_get(org=org, deployment_id=deployment_id)
+    _refuse_while_running(dataflow, "update")
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("the pipeline name must be 1 to 100 characters")
+    cron, timezone = _validate_schedule(cron, timezone)
+    orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
+    parameters = deployment_parameters(org=org, orgtasks=orgtasks)
+    deployment = get_proxy().deployment(dataflow.deployment_id)
+    old_parameters = deployment_parameters(org=org, orgtasks=dataflow_orgtasks(dataflow))
+    old_cron, old_timezone = dataflow.cron, dataflow.timezone
+    deployment.update(parameters=parameters, cron=cron, timezone=timezone)
+    try:
+        with transaction.atomic():
+            dataflow.name, dataflow.cron, dataflow.timezone = name, cron, timezone
+            dataflow.save(update_fields=["name", "cron", "timezone", "updated_at"])
+            _store_links(dataflow, orgtasks)
+            audit_record(
+                org=org,
+                orguser=orguser,
+                action="pipeline.updated",
+                object_type="pipeline",
+                object_id=dataflow.deployment_id,
+                details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
+            )
+    except Exception:
+        deployment.update(parameters=old_parameters, cron=old_cron, timezone=old_timezone)
+        raise
+    return dataflow
+
+
+def pipeline_delete(*, org: Org, orguser: OrgUser, deployment_id: str) -> None:
+    dataflow = dataflow_get(org=org, deployment_id=deployment_id)
+    _refuse_while_running(dataflow, "delete")
+    with contextlib.suppress(ProxyNotFound):  # already gone from Prefect: finish the job on our side
+        get_proxy().deployment(dataflow.deployment_id).delete()
+    with transaction.atomic():
+        audit_record(
+            org=org,
+            orguser=orguser,
+            action="pipeline.deleted",
+            object_type="pipeline",
+            object_id=dataflow.deployment_id,
+            details={"name": dataflow.name},
+        )
+        dataflow.delete()
+
+
+def pipeline_set_schedule(*, org: Org, orguser: OrgUser, deployment_id: str, active: bool) -> None:
+    dataflow = dataflow_get(org=org, deployment_id=deployment_id)
+    get_proxy().deployment(dataflow.deployment_id).set_schedule(active=active)
+    audit_record(
+        org=org,
+        orguser=orguser,
+        action="pipeline.schedule_resumed" if active else "pipeline.schedule_paused",
+        object_type="pipeline",
+        object_id=dataflow.deployment_id,
+        details={"name": dataflow.name},
+    )
+
+
+def _override_parameters(*, org: Org, dataflow: OrgDataFlowv1, orgtasks: list[OrgTask], flags, options) -> dict:
+    if dataflow.dataflow_type != OrgDataFlowv1.DataflowType.MANUAL or not any(
+        t.task.type == TaskType.DBT for t in orgtasks
+    ):
+        raise InvalidInput("flags and options can only be overridden on a manual dbt dataflow")
+    for token in list(flags or []) + [str(k) for k in (options or {})] + [str(v) for v in (options or {}).values()]:
+        if not _SAFE_TOKEN.match(token):
+            raise InvalidInput(f"'{token}' is not allowed in a dbt flag or option")
+    context = OrgContext(org)
+    tasks = []
+    for seq, orgtask in enumerate(orgtasks):
+        if orgtask.task.type != TaskType.DBT:
+            tasks.append(context.task(orgtask, seq))
+            continue
+        parts = [f"dbt {orgtask.task.command}"]
+        parts += [f"--{flag}" for flag in flags or []]
+        parts += [f"--{key} {value}" for key, value in (options or {}).items()]
+        tasks.append(context.dbt_task(orgtask, seq, command=" ".join(parts)))
+    return {"config": {"org_slug": org.slug, "tasks": tasks}}
+
+
+def pipeline_run(
+    *,
+    org: Org,
+    orguser: OrgUser | None,
+    deployment_id: str,
+    flags: list[str] | None = None,
+    options: dict | None = None,
+) -> dict:
+    """Locks every task of the dataflow (all or none), creates the flow run, records it.
+    A second trigger gets 409 naming the holder. If the proxy fails, the locks are released."""
+    dataflow = dataflow_get(org=org, deployment_id=deployment_id)
+    orgtasks = dataflow_orgtasks(dataflow)
+    parameters = None
+    if flags or options:
+        parameters = _override_parameters(org=org, dataflow=dataflow, orgtasks=orgtasks, flags=flags, options=options)
+    held = locks.locks_acquire(orgtasks=orgtasks, locked_by=orguser, dataflow=dataflow)
+    try:
+        run = get_proxy().deployment(dataflow.deployment_id).create_run(parameters=parameters)
+    except Exception:
+        locks.locks_release(locks=held)
+        raise
+    locks.locks_attach_run(locks=held, flow_run_id=run.id)
+    run_state_apply(
+        org=org,
+        run={
+            "flow_run_id": run.id,
+            "name": run.name,
+            "deployment_id": dataflow.deployment_id,
+            "state_type": "SCHEDULED",
+            "state_name": "Scheduled",
+        },
+    )
+    audit_record(
+        org=org,
+        orguser=orguser,
+        action="pipeline.run_triggered",
+        object_type="pipeline",
+        object_id=dataflow.deployment_id,
+        details={"flow_run_id": run.id, "name": dataflow.name, "locked_tasks": len(held)},
+    )
+    return {"flow_run_id": run.id, "name": run.name}
+
+
+def _lock_summary(dataflow: OrgDataFlowv1, held: list, last_run: dict | None) -> dict | None:
+    if not held:
+        return None
+    own = [lock for lock in held if lock.locking_dataflow_id == dataflow.id]
+    lock = own[0] if own else held[0]
+    if own:
+        running = (
+            last_run
+            and str(last_run.get("flow_run_id")) == lock.flow_run_id
+            and last_run.get("state_type") == "RUNNING"
+        )
+        status = "running" if running else "queued"
+    else:
+        status = "locked"
+    return {
+        "status": status,
+        "flowRunId": lock.flow_run_id,
+        "lockedBy": lock.locked_by.user.email if lock.locked_by_id else None,
+        "lockedAt": lock.locked_at,
+        "lockingPipeline": lock.locking_dataflow.name if lock.locking_dataflow_id else None,
+    }
+
+
+def pipelines_list(*, org: Org) -> list[dict]:
+    """Every orchestrate pipeline with schedule, last run and lock: 3 queries and 2 proxy calls, whatever the count."""
+    dataflows = list(
+        OrgDataFlowv1.objects.filter(org=org, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE)
+        .prefetch_related("dataflow_orgtasks")
+        .order_by("name")
+    )
+    if not dataflows:
+        return []
+    ids = [d.deployment_id for d in dataflows]
+    proxy = get_proxy()
+    deployments = {str(d["deployment_id"]): d for d in proxy.deployments.filter(deployment_ids=ids)}
+    last_runs = {str(r["deployment_id"]): r for r in proxy.flow_runs.filter(deployment_ids=ids, limit_per_deployment=1)}
+    task_ids = {link.orgtask_id for d in dataflows for link in d.dataflow_orgtasks.all()}
+    held = locks.locks_status(orgtask_ids=task_ids)
+    result = []
+    for dataflow in dataflows:
+        deployment = deployments.get(dataflow.deployment_id)
+        last_run = last_runs.get(dataflow.deployment_id)
+        dataflow_locks = [held[link.orgtask_id] for link in dataflow.dataflow_orgtasks.all() if link.orgtask_id in held]
+        result.append(
+            {
+                "name": dataflow.name,
+                "deploymentId": dataflow.deployment_id,
+                "deploymentName": dataflow.deployment_name,
+                "cron": dataflow.cron,
+                "timezone": dataflow.timezone,
+                "isScheduleActive": bool(deployment and deployment.get("is_schedule_active")),
+                "missingInPrefect": deployment is None,
+                "lastRun": last_run,
+                "lock": _lock_summary(dataflow, dataflow_locks, last_run),
+            }
+        )
+    return result
+
+
+def pipeline_detail(*, org: Org, deployment_id: str) -> dict:
+    dataflow = dataflow_get(org=org, deployment_id=deployment_id)
+    orgtasks = dataflow_orgtasks(dataflow)
+    deployment = get_proxy().deployment(dataflow.deployment_id).get()
+    held = locks.locks_status(orgtask_ids=[t.id for t in orgtasks])
+    return {
+        "name": dataflow.name,
+        "deploymentId": dataflow.deployment_id,
+        "deploymentName": dataflow.deployment_name,
+        "dataflowType": dataflow.dataflow_type,
+        "cron": dataflow.cron,
+        "timezone": dataflow.timezone,
+        "isScheduleActive": bool(deployment.get("is_schedule_active")),
+        "connections": [
+            {"id": t.connection_id, "seq": seq} for seq, t in enumerate(orgtasks) if t.task.type == TaskType.AIRBYTE
+        ],
+        "transformTasks": [
+            {"uuid": str(t.uuid), "seq": seq, "slug": t.task.slug, "command": t.command_text()}
+            for seq, t in enumerate(orgtasks)
+            if t.task.type != TaskType.AIRBYTE
+        ],
+        "lock": _lock_summary(dataflow, list(held.values()), None),
+    }

@@ -1,0 +1,39 @@
+"""An org with enough set-up for pipelines: an Airbyte server block name, a dbt workspace, sync and dbt tasks.
+
+The block names need not exist in Prefect for deployments to be created; tests that run flows for real
+use the full set-up through the API instead (tests/support/orgsetup.py).
+"""
+
+import pytest
+
+from ddpui.models import OrgDbt, OrgPrefectBlockv1, OrgTask, Task
+from tests.factories import make_org, make_orgtask, make_orguser
+
+
+def make_pipeline_org(name: str = "Pipelines Org", role: str = "pipeline-manager", connections: int = 2):
+    org = make_org(name)
+    orguser = make_orguser(org, role)
+    OrgPrefectBlockv1.objects.create(
+        org=org, block_type="Airbyte Server", block_id="b1", block_name=f"{org.slug}-airbyte-server"
+    )
+    profile = OrgPrefectBlockv1.objects.create(
+        org=org, block_type="dbt CLI Profile", block_id="b2", block_name=f"{org.slug}-dbt-profile"
+    )
+    OrgDbt.objects.create(
+        org=org,
+        project_dir=f"/tmp/{org.slug}/dbtrepo",
+        gitrepo_access_token_secret=f"{org.slug}-git-pull-url",
+        cli_profile_block=profile,
+        default_schema="analytics",
+    )
+    sync = Task.objects.get(slug="airbyte-sync")
+    syncs = [
+        OrgTask.objects.create(org=org, task=sync, connection_id=f"conn-{org.slug}-{i}") for i in range(connections)
+    ]
+    transforms = {slug: make_orgtask(org, slug) for slug in ["git-pull", "dbt-deps", "dbt-run", "dbt-test"]}
+    return org, orguser, syncs, transforms
+
+
+@pytest.fixture
+def pipeline_org(db):
+    return make_pipeline_org()
