@@ -116,6 +116,9 @@ AIRBYTE_SYNC_TIMEOUT_SECONDS = int(os.environ.get("AIRBYTE_SYNC_TIMEOUT_SECONDS"
 CLIENT_DBT_ROOT = Path(os.environ.get("CLIENT_DBT_ROOT", DATA_DIR / "clients")).resolve()
 DBT_VENV = Path(os.environ.get("DBT_VENV", Path(sys.prefix))).resolve()
 
+# Shared secret of the Prefect notification webhook; with none set, every notification is refused.
+WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "")
+
 # Outgoing e-mail (failure notifications). Console backend by default: nothing leaves the machine.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ddpui@localhost")
