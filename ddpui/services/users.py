@@ -40,9 +40,12 @@ def org_find_by_name(name: str) -> Org | None:
     return Org.objects.filter(name__iexact=name.strip()).first()
 
 
-def org_and_user_bootstrap(*, org_name: str, email: str, password: str, role: str, staff: bool = False) -> list[str]:
+def org_and_user_bootstrap(
+    *, org_name: str | None, email: str, password: str, role: str, staff: bool = False
+) -> list[str]:
     """Creates (or finds) the org, the user and the membership. Returns what it did, one line each;
-    a second call with the same arguments changes nothing and says so."""
+    a second call with the same arguments changes nothing and says so. Without an org name, only the
+    user is made (it can then create its org through the API)."""
     if role not in OrgUserRole.values:
         raise InvalidInput(f"unknown role '{role}': use one of {', '.join(OrgUserRole.values)}")
     email = email.strip().lower()
@@ -50,8 +53,8 @@ def org_and_user_bootstrap(*, org_name: str, email: str, password: str, role: st
         raise InvalidInput("a valid e-mail address is required")
     done: list[str] = []
     with transaction.atomic():
-        org = org_find_by_name(org_name)
-        if org is None:
+        org = org_find_by_name(org_name) if org_name else None
+        if org is None and org_name:
             org = Org.objects.create(name=org_name.strip(), slug=org_slug_for(org_name))
             done.append(f"created org '{org.name}' (slug {org.slug})")
         user = User.objects.filter(username=email).first()
@@ -63,6 +66,8 @@ def org_and_user_bootstrap(*, org_name: str, email: str, password: str, role: st
             user.is_superuser = True
             user.save(update_fields=["is_staff", "is_superuser"])
             done.append(f"made {email} an admin (staff) user")
+        if org is None:
+            return done
         orguser, created = OrgUser.objects.get_or_create(user=user, org=org, defaults={"role": role})
         if created:
             done.append(f"added {email} to '{org.name}' as {role}")

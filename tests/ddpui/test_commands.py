@@ -59,3 +59,9 @@ def test_org_slug_is_made_unique():
     run("--org", "Acme Org", "--email", "a@example.org", "--password", "pw-123456", "--role", "analyst")
     run("--org", "Acme-Org", "--email", "b@example.org", "--password", "pw-123456", "--role", "analyst")
     assert sorted(Org.objects.values_list("slug", flat=True)) == ["acme-org", "acme-org-2"]
+
+
+def test_createorganduser_without_org_creates_only_the_user():
+    assert run("--email", "solo@example.org", "--password", "pw-123456") == "created user solo@example.org\n"
+    assert Org.objects.count() == 0 and OrgUser.objects.count() == 0
+    assert "nothing to do" in run("--email", "solo@example.org", "--password", "pw-123456")

@@ -11,10 +11,12 @@ class Command(BaseCommand):
     help = "Create an organization and a user with a role in it (idempotent)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--org", required=True, help="organization name (matched case-insensitively)")
+        parser.add_argument(
+            "--org", help="organization name (matched case-insensitively); leave out to create only the user"
+        )
         parser.add_argument("--email", required=True)
         parser.add_argument("--password", required=True, help="used only when the user is created")
-        parser.add_argument("--role", required=True, choices=OrgUserRole.values)
+        parser.add_argument("--role", default=OrgUserRole.ACCOUNT_MANAGER, choices=OrgUserRole.values)
         parser.add_argument("--staff", action="store_true", help="also let this user into the Django admin")
 
     def handle(self, *args, **options):
@@ -29,6 +31,6 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         if not done:
-            self.stdout.write("nothing to do: the org, the user and the role already exist")
+            self.stdout.write("nothing to do: everything asked for already exists")
         for line in done:
             self.stdout.write(line)
