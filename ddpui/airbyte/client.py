@@ -2,7 +2,8 @@
 
 Airbyte documents this API as internal in favour of `/api/public/v1`; keeping every call in this class
 means the public API can be added as a second implementation without touching the services.
-Failures are typed: AirbyteNotFound (404), AirbyteError (502), AirbyteUnavailable (503).
+Failures are typed: AirbyteNotFound (404), AirbyteConflict (409), AirbyteInvalid (Airbyte's 422 -> 400),
+AirbyteError (any other refusal, 502), AirbyteUnavailable (503).
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from ddpui.errors import NotFound, UpstreamError, UpstreamUnavailable
+from ddpui.errors import Conflict, InvalidInput, NotFound, UpstreamError, UpstreamUnavailable
 
 
 class AirbyteError(UpstreamError):
     pass
+
+
+class AirbyteConflict(Conflict):
+    """Airbyte refused because of the object's state (e.g. a sync or reset is already running)."""
+
+
+class AirbyteInvalid(InvalidInput):
+    """Airbyte refused what the caller asked for (e.g. a configuration that fails the connector's spec)."""
 
 
 class AirbyteNotFound(NotFound):
@@ -46,8 +55,14 @@ class AirbyteClient:
             raise AirbyteNotFound(f"not found in Airbyte: {self._message(response)}")
         if response.status_code in (502, 503, 504):
             raise AirbyteUnavailable(f"Airbyte is unavailable: {self._message(response)}")
+        if response.status_code == 409:
+            raise AirbyteConflict(f"Airbyte refused {endpoint}: {self._message(response)}")
+        if response.status_code == 422:
+            raise AirbyteInvalid(f"Airbyte rejected the request: {self._message(response)}")
         if response.status_code >= 400:
-            raise AirbyteError(f"Airbyte refused the call {endpoint} ({response.status_code}): {self._message(response)}")
+            raise AirbyteError(
+                f"Airbyte refused the call {endpoint} ({response.status_code}): {self._message(response)}"
+            )
         if not response.content:
             return {}
         return response.json()
@@ -142,7 +157,12 @@ _default_key: tuple | None = None
 
 def get_airbyte() -> AirbyteClient:
     global _default, _default_key
-    key = (settings.AIRBYTE_SERVER_HOST, settings.AIRBYTE_SERVER_PORT, settings.AIRBYTE_USERNAME, settings.AIRBYTE_PASSWORD)
+    key = (
+        settings.AIRBYTE_SERVER_HOST,
+        settings.AIRBYTE_SERVER_PORT,
+        settings.AIRBYTE_USERNAME,
+        settings.AIRBYTE_PASSWORD,
+    )
     if _default is None or _default_key != key:
         base_url = f"http://{settings.AIRBYTE_SERVER_HOST}:{settings.AIRBYTE_SERVER_PORT}"
         _default = AirbyteClient(base_url, settings.AIRBYTE_USERNAME, settings.AIRBYTE_PASSWORD)

@@ -1,0 +1,121 @@
+"""Helpers of the API tests: a JSON test client, a reader of Prefect's own API, and setup steps."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from django.test import Client
+
+from ddpui.models import Org
+from devtools.airbyte_emulator import SAMPLE_SOURCE_DEFINITION_ID
+from tests.support.orgsetup import warehouse_request
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix} {uuid.uuid4().hex[:8]}"
+
+
+class Api:
+    """The Django test client with JSON bodies; every method returns the response."""
+
+    def __init__(self):
+        self.client = Client()
+
+    def _send(self, method: str, path: str, body=None, headers: dict | None = None):
+        kwargs = dict(headers or {})
+        if method == "get":
+            return self.client.get(path, **kwargs)
+        return getattr(self.client, method)(path, body, content_type="application/json", **kwargs)
+
+    def get(self, path, headers=None):
+        return self._send("get", path, headers=headers)
+
+    def post(self, path, body=None, headers=None):
+        return self._send("post", path, body, headers)
+
+    def put(self, path, body=None, headers=None):
+        return self._send("put", path, body, headers)
+
+    def delete(self, path, headers=None):
+        return self._send("delete", path, headers=headers)
+
+
+class Prefect:
+    """Prefect's REST API read directly, to see what the proxy left behind."""
+
+    def __init__(self, api_url: str):
+        self.http = httpx.Client(base_url=api_url, timeout=30)
+
+    def block_names(self, prefix: str) -> set[str]:
+        body = {"block_documents": {"name": {"like_": prefix}}, "limit": 200}
+        response = self.http.post("/block_documents/filter", json=body)
+        response.raise_for_status()
+        return {doc["name"] for doc in response.json() if doc["name"].startswith(prefix)}
+
+    def deployments(self, org_slug: str) -> list[dict]:
+        response = self.http.post("/deployments/filter", json={"deployments": {"tags": {"all_": [org_slug]}}})
+        response.raise_for_status()
+        return response.json()
+
+    def deployment(self, deployment_id: str) -> dict | None:
+        response = self.http.get(f"/deployments/{deployment_id}")
+        return None if response.status_code == 404 else response.raise_for_status().json()
+
+    def secret_value(self, block_name: str) -> str:
+        response = self.http.get(
+            f"/block_types/slug/secret/block_documents/name/{block_name}", params={"include_secrets": "true"}
+        )
+        response.raise_for_status()
+        return response.json()["data"]["value"]
+
+
+@dataclass
+class OrgHandle:
+    slug: str
+    name: str
+    headers: dict
+    user: object
+
+    @property
+    def org(self) -> Org:
+        return Org.objects.get(slug=self.slug)
+
+
+def add_warehouse(api: Api, org: OrgHandle, tmp_path) -> dict:
+    response = api.post(
+        "/api/v1/organizations/warehouse/",
+        warehouse_request(tmp_path / f"{org.slug}.duckdb"),
+        headers=org.headers,
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def add_source(api: Api, org: OrgHandle, rows: int = 5) -> str:
+    response = api.post(
+        "/api/airbyte/sources/",
+        {"name": "sample", "sourceDefId": SAMPLE_SOURCE_DEFINITION_ID, "config": {"count": rows}},
+        headers=org.headers,
+    )
+    assert response.status_code == 200, response.content
+    return response.json()["sourceId"]
+
+
+def add_connection(api: Api, org: OrgHandle, source_id: str, name: str = "sample sync") -> dict:
+    response = api.post("/api/airbyte/v1/connections/", {"name": name, "sourceId": source_id}, headers=org.headers)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def add_dbt_workspace(api: Api, org: OrgHandle, repo_url: str, schema: str = "analytics") -> dict:
+    response = api.post("/api/dbt/workspace/", {"gitrepoUrl": repo_url, "defaultSchema": schema}, headers=org.headers)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def add_transform_tasks(api: Api, org: OrgHandle) -> dict[str, str]:
+    response = api.post("/api/prefect/tasks/transform/", headers=org.headers)
+    assert response.status_code == 200, response.content
+    return {task["slug"]: task["uuid"] for task in response.json()}
