@@ -6,8 +6,8 @@ from typing import Any
 
 from ninja import Field, Router, Schema
 
-from ddpui.api.schemas import ERRORS
-from ddpui.api.tasks_api import OkOut, TaskLockOut
+from ddpui.api.schemas import ERRORS, OkOut
+from ddpui.api.tasks_api import TaskLockOut
 from ddpui.auth import org_auth
 from ddpui.services import airbyte_setup, warehouse
 from ddpui.services.airbyte_setup import StreamChoice

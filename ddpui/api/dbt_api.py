@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ninja import Field, Router, Schema
 
-from ddpui.api.schemas import ERRORS
-from ddpui.api.tasks_api import OkOut
+from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.auth import org_auth
 from ddpui.services import dbt_workspace
 

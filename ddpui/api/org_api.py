@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from ninja import Field, Router, Schema
 
-from ddpui.api.schemas import ERRORS
-from ddpui.api.tasks_api import OkOut
+from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.auth import UserAuth, org_auth
 from ddpui.services import orgs, warehouse
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pydantic
 from ninja import Field, Query, Router, Schema
 
-from ddpui.api.schemas import ERRORS
+from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.auth import org_auth
 from ddpui.errors import InvalidInput
 from ddpui.services import pipelines, runs
@@ -109,10 +109,6 @@ class LogsOut(Schema):
     logs: list[dict[str, Any]]
     offset: int
     next_offset: int | None
-
-
-class OkOut(Schema):
-    success: bool = True
 
 
 def _refs(payload: PipelineIn) -> dict:

@@ -7,4 +7,17 @@ class ErrorOut(Schema):
     detail: str
 
 
-ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 502: ErrorOut, 503: ErrorOut}
+class OkOut(Schema):
+    success: bool = True
+
+
+ERRORS = {
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    422: ErrorOut,
+    502: ErrorOut,
+    503: ErrorOut,
+}

@@ -11,7 +11,7 @@ from typing import Any
 
 from ninja import Field, Router, Schema
 
-from ddpui.api.schemas import ERRORS
+from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.auth import org_auth
 from ddpui.services import transform_tasks
 from ddpui.services.selectors import orgtask_get
@@ -58,17 +58,13 @@ class RunStartedOut(Schema):
     name: str | None
 
 
-class OkOut(Schema):
-    success: bool = True
-
-
 def orgtask_out(orgtask) -> dict:
     return {
         "uuid": str(orgtask.uuid),
         "slug": orgtask.task.slug,
         "type": orgtask.task.type,
         "label": orgtask.task.label,
-        "command": transform_tasks.task_command(orgtask),
+        "command": orgtask.command_text(),
         "connection_id": orgtask.connection_id,
         "generated_by": orgtask.generated_by,
     }

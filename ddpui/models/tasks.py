@@ -55,6 +55,8 @@ class OrgTask(models.Model):
     def command_text(self) -> str:
         """`dbt <command> [--flag ...] [--option value ...]` for dbt tasks, the master command otherwise."""
         base = self.task.command or self.task.slug
+        if self.task.type == TaskType.GIT:
+            return f"git {base}"
         if self.task.type != TaskType.DBT:
             return base
         parts = [f"dbt {base}"]

@@ -67,7 +67,7 @@ class OrgContext:
             "type": SHELL_TYPE,
             "slug": orgtask.task.slug,
             "orgtask_uuid": str(orgtask.uuid),
-            "commands": [f"git {orgtask.task.command}"],
+            "commands": [orgtask.command_text()],
             "working_dir": dbt.project_dir,
             "env": env,
         }

@@ -51,12 +51,6 @@ def lock_view(lock: TaskLock | None, *, last_run: dict | None = None) -> dict | 
     }
 
 
-def task_command(orgtask: OrgTask) -> str:
-    """The command line the task runs, as the flow runs it (`git pull`, `dbt run --select x`)."""
-    text = orgtask.command_text()
-    return f"git {text}" if orgtask.task.type == TaskType.GIT else text
-
-
 def dbt_profile_name(project_dir: str, default: str) -> str:
     """The `profile:` the dbt project asks for (dbt looks the profile up by that name)."""
     try:
@@ -80,7 +74,7 @@ def transform_tasks_list(*, org: Org) -> list[dict]:
             "uuid": str(task.uuid),
             "slug": task.task.slug,
             "type": task.task.type,
-            "command": task_command(task),
+            "command": task.command_text(),
             "generatedBy": task.generated_by,
             "seq": seq,
             "lock": lock_view(held.get(task.id)),

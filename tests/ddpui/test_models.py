@@ -124,4 +124,4 @@ def test_dbt_orgtask_command_includes_flags_and_options():
     org = make_org()
     task = make_orgtask(org, "dbt-run", parameters={"flags": ["full-refresh"], "options": {"select": "orders"}})
     assert task.command_text() == "dbt run --full-refresh --select orders"
-    assert make_orgtask(org, "git-pull").command_text() == "pull"
+    assert make_orgtask(org, "git-pull").command_text() == "git pull"
