@@ -1,0 +1,313 @@
+"""Flow runs: start, read (with the flow's per-task results), filter in batches, logs, cancel and retry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterParentFlowRunId,
+    FlowRunFilterStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.states import Cancelled, Cancelling, Scheduled
+
+from proxy import schemas
+from proxy.deployments import PAGE_SIZE, AdhocDeployments
+from proxy.errors import Conflict, NotFound
+from proxy.prefect_api import prefect_json
+
+TASK_RESULTS_KEY = "task-results"
+# Prefect's client shares 16 connections; more concurrent calls would only queue inside it.
+MAX_CONCURRENT_PREFECT_CALLS = 16
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+def _parse_table(data: Any) -> list[dict[str, Any]] | None:
+    """A table artifact's data (a JSON string) as a list of rows."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return data
+    if isinstance(data, dict) and all(isinstance(column, list) for column in data.values()):
+        columns = list(data)
+        return [dict(zip(columns, values, strict=True)) for values in zip(*data.values(), strict=False)]
+    return None
+
+
+def flow_run_view(
+    flow_run: dict[str, Any], *, include_parameters: bool = True, task_results: Any = None
+) -> schemas.FlowRun:
+    """The proxy's view of a flow run as Prefect's API returns it (JSON)."""
+    state = flow_run.get("state") or {}
+    return schemas.FlowRun(
+        flow_run_id=flow_run["id"],
+        name=flow_run["name"],
+        deployment_id=flow_run.get("deployment_id"),
+        state_type=state.get("type"),
+        state_name=state.get("name"),
+        state_message=state.get("message"),
+        start_time=flow_run.get("start_time"),
+        end_time=flow_run.get("end_time"),
+        expected_start_time=flow_run.get("expected_start_time"),
+        total_run_time=flow_run.get("total_run_time") or 0.0,
+        parameters=flow_run.get("parameters") if include_parameters else None,
+        task_results=task_results,
+    )
+
+
+async def _task_results(client: PrefectClient, flow_run_ids: list[Any]) -> dict[str, list[dict[str, Any]] | None]:
+    """The newest "task-results" table of each run (keyed by run id as a string), in one Prefect call."""
+    artifact_filter = ArtifactFilter(
+        key=ArtifactFilterKey(any_=[TASK_RESULTS_KEY]), flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids)
+    )
+    artifacts = await prefect_json(
+        client,
+        "POST",
+        "/artifacts/filter",
+        json={
+            "artifacts": artifact_filter.model_dump(mode="json", exclude_unset=True),
+            "sort": "CREATED_DESC",
+            "limit": PAGE_SIZE,
+        },
+    )
+    results: dict[str, list[dict[str, Any]] | None] = {}
+    for artifact in artifacts:
+        flow_run_id = artifact.get("flow_run_id")
+        if flow_run_id is not None and flow_run_id not in results:
+            results[flow_run_id] = _parse_table(artifact.get("data"))
+    return results
+
+
+async def _read(client: PrefectClient, flow_run_id: UUID) -> dict[str, Any]:
+    return await prefect_json(
+        client, "GET", f"/flow_runs/{flow_run_id}", not_found=f"no flow run with id {flow_run_id}"
+    )
+
+
+async def _read_runs(
+    client: PrefectClient,
+    run_filter: FlowRunFilter,
+    *,
+    deployment_ids: list[UUID] | None = None,
+    limit: int = PAGE_SIZE,
+    sort: str = "START_TIME_DESC",
+) -> list[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "flow_runs": run_filter.model_dump(mode="json", exclude_unset=True),
+        "sort": sort,
+        "limit": limit,
+    }
+    if deployment_ids:
+        body["deployments"] = DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids)).model_dump(
+            mode="json", exclude_unset=True
+        )
+    return await prefect_json(client, "POST", "/flow_runs/filter", json=body)
+
+
+async def flow_run_create(
+    client: PrefectClient, *, deployment_id: UUID, parameters: dict[str, Any] | None, tags: list[str] | None = None
+) -> schemas.FlowRunRef:
+    # Prefect schedules the run for now; parameters are merged key by key into the deployment's
+    flow_run = await prefect_json(
+        client,
+        "POST",
+        f"/deployments/{deployment_id}/create_flow_run",
+        json={"parameters": parameters or {}, "tags": tags or []},
+        not_found=f"no deployment with id {deployment_id}",
+    )
+    return schemas.FlowRunRef(flow_run_id=flow_run["id"], name=flow_run["name"])
+
+
+async def adhoc_task_run(
+    client: PrefectClient, *, adhoc: AdhocDeployments, kind: str, org_slug: str, task: dict[str, Any]
+) -> schemas.FlowRunRef:
+    """Start one task on a worker through the shared ad-hoc deployment of its kind; returns at once."""
+    parameters = {"config": {"org_slug": org_slug, "tasks": [task]}}
+    tags = [org_slug, f"adhoc-{kind}"]
+    deployment_id = await adhoc.deployment_id(client, kind=kind)
+    try:
+        return await flow_run_create(client, deployment_id=deployment_id, parameters=parameters, tags=tags)
+    except NotFound:
+        # someone deleted the ad-hoc deployment since this proxy remembered it: make it again, once
+        adhoc.forget(kind)
+        deployment_id = await adhoc.deployment_id(client, kind=kind)
+        return await flow_run_create(client, deployment_id=deployment_id, parameters=parameters, tags=tags)
+
+
+async def flow_run_read(client: PrefectClient, *, flow_run_id: UUID) -> schemas.FlowRun:
+    flow_run, task_results = await asyncio.gather(_read(client, flow_run_id), _task_results(client, [flow_run_id]))
+    return flow_run_view(flow_run, task_results=task_results.get(flow_run["id"]))
+
+
+def _run_filter(request: schemas.FlowRunFilter, now: datetime) -> FlowRunFilter:
+    run_filter = FlowRunFilter()
+    if request.state_types:
+        run_filter.state = FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType(t) for t in request.state_types])
+        )
+    if request.start_after or request.start_before:
+        run_filter.start_time = FlowRunFilterStartTime(after_=request.start_after, before_=request.start_before)
+    if not request.include_future:
+        run_filter.expected_start_time = FlowRunFilterExpectedStartTime(before_=now)
+    return run_filter
+
+
+async def _newest_runs_per_deployment(
+    client: PrefectClient, run_filter: FlowRunFilter, deployment_ids: list[UUID], per_deployment: int
+) -> list[dict[str, Any]]:
+    """The newest `per_deployment` runs of each deployment, in as few Prefect calls as possible.
+
+    One call reads the newest runs of all the deployments together; a deployment whose runs did not all fit
+    in that page (only possible when the page came back full) gets a call of its own, made concurrently.
+    """
+    newest = {str(deployment_id): [] for deployment_id in deployment_ids}
+    page = await _read_runs(client, run_filter, deployment_ids=deployment_ids)
+    for flow_run in page:
+        runs = newest.get(flow_run.get("deployment_id"))
+        if runs is not None and len(runs) < per_deployment:
+            runs.append(flow_run)
+    if len(page) == PAGE_SIZE:
+        unsure = [deployment_id for deployment_id in deployment_ids if len(newest[str(deployment_id)]) < per_deployment]
+        gate = asyncio.Semaphore(MAX_CONCURRENT_PREFECT_CALLS)
+
+        async def read_one(deployment_id: UUID) -> None:
+            async with gate:
+                newest[str(deployment_id)] = await _read_runs(
+                    client, run_filter, deployment_ids=[deployment_id], limit=per_deployment
+                )
+
+        await asyncio.gather(*(read_one(deployment_id) for deployment_id in unsure))
+    return [flow_run for runs in newest.values() for flow_run in runs]
+
+
+async def flow_runs_filter(client: PrefectClient, *, request: schemas.FlowRunFilter) -> schemas.FlowRunList:
+    """Newest first (by start time, or expected start for runs not started yet)."""
+    run_filter = _run_filter(request, datetime.now(UTC))
+    if request.limit_per_deployment is not None:
+        deployment_ids = list(dict.fromkeys(request.deployment_ids))
+        flow_runs = await _newest_runs_per_deployment(client, run_filter, deployment_ids, request.limit_per_deployment)
+    else:
+        flow_runs = await _read_runs(client, run_filter, deployment_ids=request.deployment_ids, limit=request.limit)
+    task_results: dict[str, Any] = {}
+    if request.include_task_results and flow_runs:
+        task_results = await _task_results(client, [flow_run["id"] for flow_run in flow_runs])
+    return schemas.FlowRunList(
+        flow_runs=[
+            flow_run_view(
+                flow_run, include_parameters=request.include_parameters, task_results=task_results.get(flow_run["id"])
+            )
+            for flow_run in flow_runs
+        ]
+    )
+
+
+async def _subflow_ids(client: PrefectClient, flow_run_id: UUID) -> list[str]:
+    """Ids of the run's subflow runs, at any depth."""
+    found: list[str] = []
+    parents: list[Any] = [flow_run_id]
+    while parents:
+        children = await _read_runs(
+            client, FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents)), sort="ID_DESC"
+        )
+        parents = [child["id"] for child in children if child["id"] not in found]
+        found.extend(parents)
+    return found
+
+
+async def flow_run_logs(client: PrefectClient, *, flow_run_id: UUID, offset: int, limit: int) -> schemas.FlowRunLogs:
+    """The run's logs, its task runs' and its subflows', oldest first, one page."""
+    flow_run, subflow_ids = await asyncio.gather(_read(client, flow_run_id), _subflow_ids(client, flow_run_id))
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id, *subflow_ids]))
+    logs = await prefect_json(
+        client,
+        "POST",
+        "/logs/filter",
+        json={
+            "logs": log_filter.model_dump(mode="json", exclude_unset=True),
+            "sort": "TIMESTAMP_ASC",
+            "offset": offset,
+            "limit": limit,
+        },
+    )
+    finished = (flow_run.get("state") or {}).get("type") in TERMINAL
+    more = len(logs) == limit or not finished
+    return schemas.FlowRunLogs(
+        logs=[
+            schemas.LogLine(
+                timestamp=log["timestamp"],
+                level=log["level"],
+                level_name=_level_name(log["level"]),
+                message=log["message"],
+                flow_run_id=log.get("flow_run_id"),
+                task_run_id=log.get("task_run_id"),
+            )
+            for log in logs
+        ],
+        offset=offset,
+        next_offset=offset + len(logs) if more else None,
+    )
+
+
+def _level_name(level: int) -> str:
+    for threshold, name in ((50, "CRITICAL"), (40, "ERROR"), (30, "WARNING"), (20, "INFO"), (10, "DEBUG")):
+        if level >= threshold:
+            return name
+    return "NOTSET"
+
+
+async def _propose(client: PrefectClient, flow_run_id: UUID, state, *, action: str) -> schemas.FlowRunStateChange:
+    result = await client.set_flow_run_state(flow_run_id, state)
+    if result.status != SetStateStatus.ACCEPT:
+        reason = getattr(result.details, "reason", None) or result.status.value
+        raise Conflict(f"Prefect refused to {action} flow run {flow_run_id}: {reason}")
+    new_state = result.state or state
+    return schemas.FlowRunStateChange(
+        flow_run_id=flow_run_id, state_type=new_state.type.value, state_name=new_state.name
+    )
+
+
+async def flow_run_cancel(client: PrefectClient, *, flow_run_id: UUID) -> schemas.FlowRunStateChange:
+    """A run not yet picked up is Cancelled at once; a started one goes Cancelling and its worker stops it."""
+    state = (await _read(client, flow_run_id)).get("state") or {}
+    state_type = state.get("type")
+    if state_type in (None, "SCHEDULED"):
+        cancelled = Cancelled(message="Cancelled through the ddpui proxy")
+        return await _propose(client, flow_run_id, cancelled, action="cancel")
+    if state_type in TERMINAL:
+        raise Conflict(f"flow run {flow_run_id} has already finished ({state.get('name')})")
+    if state_type == "CANCELLING":
+        return schemas.FlowRunStateChange(flow_run_id=flow_run_id, state_type=state_type, state_name=state["name"])
+    cancelling = Cancelling(message="Cancelled through the ddpui proxy")
+    return await _propose(client, flow_run_id, cancelling, action="cancel")
+
+
+async def flow_run_retry(client: PrefectClient, *, flow_run_id: UUID) -> schemas.FlowRunStateChange:
+    """Runs the same flow run again (same id, same parameters), as Prefect's UI "Retry" does."""
+    flow_run = await _read(client, flow_run_id)
+    state = flow_run.get("state") or {}
+    if state.get("type") not in TERMINAL:
+        raise Conflict(f"flow run {flow_run_id} has not finished ({state.get('name', 'no state')}); cancel it first")
+    if flow_run.get("deployment_id") is None:
+        raise Conflict(f"flow run {flow_run_id} has no deployment, so no worker could run it again")
+    retry = Scheduled(scheduled_time=datetime.now(UTC), name="AwaitingRetry", message="Retried through the ddpui proxy")
+    return await _propose(client, flow_run_id, retry, action="retry")

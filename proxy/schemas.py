@@ -1,0 +1,322 @@
+"""Request and response models of every proxy route: the contract with the Django side (see docs/proxy.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from prefect.client.schemas.schedules import CronSchedule
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from proxy.settings import PIPELINE_ENTRYPOINT
+
+# Prefect's rule for block document names.
+BLOCK_NAME_PATTERN = r"^[a-z0-9-]{1,200}$"
+BlockName = Annotated[str, StringConstraints(pattern=BLOCK_NAME_PATTERN)]
+# Prefect refuses these characters in flow and deployment names.
+ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><]+$", min_length=1, max_length=200)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+Entrypoint = Literal["prefect_flows.py:pipeline_flow", "prefect_flows.py:legacy_pipeline_flow"]
+WarehouseType = Literal["postgres", "duckdb", "bigquery"]
+StateTypeName = Literal[
+    "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED", "PAUSED", "CANCELLING"
+]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def check_cron(cron: str | None, timezone: str | None) -> None:
+    """Raise ValueError with Prefect's own message if Prefect would refuse this cron schedule."""
+    if cron is not None:
+        CronSchedule(cron=cron, timezone=timezone)
+    elif timezone is not None:
+        CronSchedule(cron="0 0 * * *", timezone=timezone)
+
+
+# ---------------------------------------------------------------- blocks
+
+
+class BlockRef(BaseModel):
+    block_id: UUID
+    block_name: str
+
+
+class BlockDeleted(BaseModel):
+    block_id: UUID
+    deleted: bool = True
+
+
+class AirbyteServerCreate(Request):
+    blockName: BlockName
+    serverHost: NonEmpty
+    serverPort: int = Field(gt=0, lt=65536)
+    username: str
+    password: str
+    apiVersion: str = "v1"
+    useSsl: bool = False
+
+
+class AirbyteServerUpdate(Request):
+    """Fields left out keep their saved value."""
+
+    blockName: BlockName
+    serverHost: NonEmpty | None = None
+    serverPort: int | None = Field(default=None, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = None
+    apiVersion: str | None = None
+    useSsl: bool | None = None
+
+
+class AirbyteServerBlock(BlockRef):
+    serverHost: str
+    serverPort: int
+    username: str
+    apiVersion: str
+    useSsl: bool
+
+
+class DbtProfileName(Request):
+    name: NonEmpty
+    target: NonEmpty = "default"
+
+
+class DbtCliProfileCreate(Request):
+    cli_profile_block_name: BlockName
+    profile: DbtProfileName
+    wtype: WarehouseType
+    target_schema: NonEmpty
+    credentials: dict[str, Any]
+    bqlocation: str | None = None
+    threads: int = Field(default=4, ge=1, le=64)
+
+
+class DbtCliProfileUpdate(Request):
+    """Fields left out keep their saved value; `credentials` is merged key by key into the saved ones."""
+
+    cli_profile_block_name: BlockName
+    profile: DbtProfileName | None = None
+    wtype: WarehouseType | None = None
+    target_schema: NonEmpty | None = None
+    credentials: dict[str, Any] | None = None
+    bqlocation: str | None = None
+    threads: int | None = Field(default=None, ge=1, le=64)
+
+
+class DbtCliProfileBlock(BlockRef):
+    profile_name: str
+    target: str
+    wtype: str
+    target_schema: str
+    threads: int
+    bqlocation: str | None = None
+
+
+class SecretWrite(Request):
+    blockName: BlockName
+    secret: str
+
+
+# ---------------------------------------------------------------- deployments
+
+
+class DeploymentCreate(Request):
+    deployment_name: ObjectName
+    org_slug: NonEmpty
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="The flow's parameters, e.g. {'config': {...}}"
+    )
+    flow_name: ObjectName | None = Field(default=None, description="Defaults to the flow the entrypoint holds")
+    cron: NonEmpty | None = None
+    timezone: str | None = Field(default=None, description="IANA name; UTC when left out")
+    work_pool_name: NonEmpty | None = None
+    work_queue_name: NonEmpty | None = None
+    entrypoint: Entrypoint = PIPELINE_ENTRYPOINT
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_schedule(self):
+        check_cron(self.cron, self.timezone)
+        return self
+
+
+class DeploymentUpdate(Request):
+    """`cron` left out keeps the schedule; `cron: null` removes it. `timezone` alone re-times the schedule."""
+
+    parameters: dict[str, Any] | None = None
+    cron: NonEmpty | None = None
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_schedule(self):
+        check_cron(self.cron, self.timezone)
+        return self
+
+
+class DeploymentEntrypointUpdate(Request):
+    entrypoint: Entrypoint
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="Replaces the parameters in the same change (the two flows take different ones)"
+    )
+
+
+class DeploymentRef(BaseModel):
+    deployment_id: UUID
+    name: str
+
+
+class Deployment(BaseModel):
+    deployment_id: UUID
+    name: str
+    flow_id: UUID
+    tags: list[str]
+    parameters: dict[str, Any]
+    cron: str | None
+    timezone: str | None
+    is_schedule_active: bool
+    entrypoint: str | None
+    work_pool_name: str | None
+    work_queue_name: str | None
+
+
+class DeploymentFilter(Request):
+    org_slug: NonEmpty | None = None
+    deployment_ids: list[UUID] | None = None
+
+
+class DeploymentList(BaseModel):
+    deployments: list[Deployment]
+
+
+class DeploymentDeleted(BaseModel):
+    deployment_id: UUID
+    deleted: bool = True
+
+
+class ScheduleState(BaseModel):
+    deployment_id: UUID
+    is_schedule_active: bool
+
+
+# ---------------------------------------------------------------- flow runs
+
+
+class FlowRunCreate(Request):
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="Top-level keys override the deployment's parameters for this run"
+    )
+
+
+class FlowRunRef(BaseModel):
+    flow_run_id: UUID
+    name: str
+
+
+class FlowRun(BaseModel):
+    flow_run_id: UUID
+    name: str
+    deployment_id: UUID | None
+    state_type: str | None
+    state_name: str | None
+    state_message: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    expected_start_time: datetime | None
+    total_run_time: float
+    parameters: dict[str, Any] | None = None
+    task_results: list[dict[str, Any]] | None = None
+
+
+class FlowRunFilter(Request):
+    deployment_ids: list[UUID] | None = None
+    state_types: list[StateTypeName] | None = None
+    start_after: datetime | None = Field(default=None, description="Runs that started at or after this time")
+    start_before: datetime | None = Field(default=None, description="Runs that started at or before this time")
+    include_future: bool = Field(
+        default=False, description="Include runs scheduled for later than now (e.g. the next cron runs)"
+    )
+    limit_per_deployment: int | None = Field(default=None, ge=1, le=200)
+    limit: int = Field(default=100, ge=1, le=200)
+    include_parameters: bool = False
+    include_task_results: bool = False
+
+    @model_validator(mode="after")
+    def _per_deployment_needs_ids(self):
+        if self.limit_per_deployment is not None and not self.deployment_ids:
+            raise ValueError("limit_per_deployment needs deployment_ids")
+        return self
+
+
+class FlowRunList(BaseModel):
+    flow_runs: list[FlowRun]
+
+
+class LogLine(BaseModel):
+    timestamp: datetime
+    level: int
+    level_name: str
+    message: str
+    flow_run_id: UUID | None
+    task_run_id: UUID | None = None
+
+
+class FlowRunLogs(BaseModel):
+    logs: list[LogLine]
+    offset: int
+    next_offset: int | None = Field(description="Where to continue; null once the run is finished and all read")
+
+
+class FlowRunStateChange(BaseModel):
+    flow_run_id: UUID
+    state_type: str
+    state_name: str
+
+
+# ---------------------------------------------------------------- ad-hoc task runs
+
+
+class TaskConfig(BaseModel):
+    """One task dict as in the deployment parameters (DESIGN §4); extra keys pass through to the flow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: NonEmpty
+    slug: NonEmpty
+    seq: int = 0
+    commands: list[NonEmpty] = Field(min_length=1)
+
+
+class DbtTaskConfig(TaskConfig):
+    type: Literal["dbt Core Operation"]
+    cli_profile_block: BlockName
+    project_dir: NonEmpty
+
+
+class ShellTaskConfig(TaskConfig):
+    type: Literal["Shell Operation"]
+    working_dir: NonEmpty
+
+
+class DbtTaskRun(Request):
+    org_slug: NonEmpty
+    task: DbtTaskConfig
+
+
+class ShellTaskRun(Request):
+    org_slug: NonEmpty
+    task: ShellTaskConfig
+
+
+# ---------------------------------------------------------------- health
+
+
+class Health(BaseModel):
+    prefect: Literal["ok"]
+    prefect_version: str
+
+
+class ErrorBody(BaseModel):
+    detail: str
