@@ -837,8 +837,13 @@ def pipeline_flow(config: dict | None = None, airbyte_blocks: list | None = None
 
 
 @flow(name="legacy-pipeline")
-def legacy_pipeline_flow(airbyte_blocks: list | None = None, dbt_blocks: list | None = None):
-    """Run the persisted AirbyteConnection / ShellOperation / DbtCoreOperation blocks named in the parameters."""
+def legacy_pipeline_flow(
+    airbyte_blocks: list | None = None, dbt_blocks: list | None = None, config: dict | None = None
+):
+    """Run the persisted AirbyteConnection / ShellOperation / DbtCoreOperation blocks named in the parameters.
+
+    `config` is accepted and ignored: during the block-to-task migration a deployment carries the old
+    and the new parameters while it still runs this flow."""
     with _redacted_logging():
         return _run_pipeline(_legacy_tasks(airbyte_blocks, dbt_blocks))
 
