@@ -19,7 +19,8 @@ FLOW_NAME_BY_ENTRYPOINT = {
 # The parameters each flow accepts: Prefect would fail a run that passes any other.
 PARAMETERS_BY_ENTRYPOINT = {
     PIPELINE_ENTRYPOINT: {"config", "airbyte_blocks", "dbt_blocks"},
-    LEGACY_ENTRYPOINT: {"airbyte_blocks", "dbt_blocks"},
+    # the legacy flow accepts and ignores `config`, so a migrating deployment can carry old + new
+    LEGACY_ENTRYPOINT: {"airbyte_blocks", "dbt_blocks", "config"},
 }
 
 

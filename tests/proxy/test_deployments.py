@@ -139,13 +139,19 @@ def test_switch_the_entrypoint(api, prefect):
     assert deployment.entrypoint == "prefect_flows.py:legacy_pipeline_flow"
     assert deployment.parameters == {"dbt_blocks": []}
 
-    # the legacy flow takes no `config`: a switch that would leave it there is refused
+    # a switch that would leave a parameter the flow does not take is refused
     back = make_deployment(api)
     refused = api.patch(
-        f"/proxy/v1/deployments/{back}/entrypoint", json={"entrypoint": "prefect_flows.py:legacy_pipeline_flow"}
+        f"/proxy/v1/deployments/{back}/entrypoint",
+        json={"entrypoint": "prefect_flows.py:legacy_pipeline_flow", "parameters": {"unexpected": 1}},
     )
     assert refused.status_code == 422
-    assert "config" in refused.json()["detail"]
+    assert "unexpected" in refused.json()["detail"]
+    # old + new parameters together are accepted by the legacy flow (migration phase 1)
+    kept = api.patch(
+        f"/proxy/v1/deployments/{back}/entrypoint", json={"entrypoint": "prefect_flows.py:legacy_pipeline_flow"}
+    )
+    assert kept.status_code == 200, kept.text
     assert api.patch(f"/proxy/v1/deployments/{back}/entrypoint", json={"entrypoint": "x.py:y"}).status_code == 422
     unknown = "00000000-0000-0000-0000-000000000000"
     assert (
