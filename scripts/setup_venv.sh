@@ -13,7 +13,7 @@ want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing requirements (first run takes about a minute)"
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-  .venv/bin/python -c "import django, ninja, prefect, prefect_dbt, prefect_shell, airbyte_prefect, dbt.version, fastapi" \
+  .venv/bin/python -c "import django, prefect, prefect_dbt, prefect_shell, airbyte_prefect, dbt.version, fastapi" \
     || { echo "[setup] dependency install failed" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
