@@ -7,6 +7,18 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup_venv.sh
 
+# the browser tests (tests/e2e) drive Debian's Chromium; Playwright never downloads a browser here
+if [ ! -x /usr/bin/chromium ]; then
+  echo "[test] installing chromium from Debian packages (for the browser tests)"
+  aptlog="$(mktemp /tmp/ddpui-apt-chromium.XXXXXX.log)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$aptlog" 2>&1; then
+    tail -n 20 "$aptlog" >&2
+    echo "[test] chromium could not be installed (see $aptlog): failing" >&2
+    exit 1
+  fi
+  rm -f "$aptlog"
+fi
+
 pgdir="$(mktemp -d /tmp/ddpui-test-pg.XXXXXX)"
 pgport="${DDPUI_TEST_PG_PORT:-54329}"
 cleanup() { bash scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
