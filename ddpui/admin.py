@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
 
 from ddpui.errors import DomainError
 from ddpui.models import (
@@ -154,11 +157,64 @@ class TaskLockAdmin(admin.ModelAdmin):
 
 @admin.register(PrefectFlowRun)
 class PrefectFlowRunAdmin(admin.ModelAdmin):
-    list_display = ["name", "flow_run_id", "org", "state_type", "state_name", "start_time", "end_time"]
+    """The run history: what Prefect reported (webhook, API reads, reconciler); read-only, since our record
+    follows Prefect and an edit here would only be overwritten or, worse, believed."""
+
+    list_display = ["name", "flow_run_id", "org", "state_type", "state_name", "tasks", "start_time", "end_time"]
     list_filter = ["state_type", "state_name", "org"]
     search_fields = ["flow_run_id", "deployment_id", "name"]
     list_select_related = ["org"]
     date_hierarchy = "start_time"
+    fields = [
+        "name",
+        "flow_run_id",
+        "deployment_id",
+        "org",
+        ("state_type", "state_name"),
+        "state_message",
+        ("expected_start_time", "start_time", "end_time"),
+        "total_run_time",
+        "task_results_table",
+        "updated_at",
+    ]
+    readonly_fields = ["task_results_table", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="tasks")
+    def tasks(self, obj: PrefectFlowRun) -> str:
+        counts = Counter(result.get("status", "?") for result in obj.task_results or [])
+        return ", ".join(f"{count} {status}" for status, count in counts.items()) or "-"
+
+    @admin.display(description="task results")
+    def task_results_table(self, obj: PrefectFlowRun) -> str:
+        results = sorted(obj.task_results or [], key=lambda result: result.get("seq", 0))
+        if not results:
+            return "no results yet (they arrive with the run's end)"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    result.get("seq", ""),
+                    result.get("slug", ""),
+                    result.get("status", ""),
+                    "" if result.get("duration_seconds") is None else f"{result['duration_seconds']:.1f}s",
+                    result.get("attempts", ""),
+                    result.get("message", ""),
+                )
+                for result in results
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>seq</th><th>task</th><th>status</th><th>duration</th><th>attempts</th>"
+            "<th>message</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
