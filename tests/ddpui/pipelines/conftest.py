@@ -34,6 +34,20 @@ def make_pipeline_org(name: str = "Pipelines Org", role: str = "pipeline-manager
     return org, orguser, syncs, transforms
 
 
+IDLE_POOL = "ddpui-idle"  # no worker polls it: runs stay scheduled, whatever other tests started
+
+
+@pytest.fixture(autouse=True)
+def idle_work_pool(settings, live_services, prefect_server):
+    import httpx
+
+    response = httpx.post(
+        f"{prefect_server.api_url}/work_pools/", json={"name": IDLE_POOL, "type": "process"}, timeout=30
+    )
+    assert response.status_code in (201, 409), response.text
+    settings.PREFECT_WORK_POOL = IDLE_POOL
+
+
 @pytest.fixture
 def pipeline_org(db):
     return make_pipeline_org()
