@@ -160,6 +160,55 @@ def _complete_credentials(wtype: str, credentials: dict[str, Any], bqlocation: s
     return credentials
 
 
+def _credentials_from_destination(wtype: str, config: dict[str, Any], name: str) -> tuple[dict[str, Any], str | None]:
+    """The profile credentials (and BigQuery location) in an Airbyte destination configuration, mapped the way
+    Django maps a warehouse's `airbyteConfig`."""
+
+    def required(*keys: str) -> None:
+        missing = [key for key in keys if config.get(key) in (None, "")]
+        if missing:
+            raise InvalidRequest(f"the warehouse configuration in secret {name!r} lacks {', '.join(missing)}")
+
+    if wtype == "postgres":
+        required("host", "database", "username", "password")
+        credentials = {
+            "host": config["host"],
+            "port": config.get("port") or 5432,
+            "user": config["username"],
+            "password": config["password"],
+            "dbname": config["database"],
+        }
+        return credentials, None
+    if wtype == "duckdb":
+        required("destination_path")
+        return {"path": config["destination_path"]}, None
+    required("project_id", "credentials_json")
+    keyfile = config["credentials_json"]
+    if isinstance(keyfile, str):
+        try:
+            keyfile = json.loads(keyfile)
+        except ValueError:
+            keyfile = None
+    if not isinstance(keyfile, dict):
+        raise InvalidRequest(f"the warehouse configuration in secret {name!r}: credentials_json is not JSON")
+    return {"project": config["project_id"], "keyfile_json": keyfile}, config.get("dataset_location")
+
+
+async def _credentials_from_block(client: PrefectClient, *, wtype: str, name: str) -> tuple[dict[str, Any], str | None]:
+    """Read server-side, so the warehouse's secrets need not travel through the caller again."""
+    try:
+        document = await _read_document(client, slug=SECRET_SLUG, name=name, label="secret", include_secrets=True)
+    except NotFound:
+        raise InvalidRequest(f"credentials_block_name: no secret block named {name!r}") from None
+    try:
+        config = json.loads(document["data"]["value"])
+    except (KeyError, TypeError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise InvalidRequest(f"the secret {name!r} does not hold a warehouse configuration (a JSON object)")
+    return _credentials_from_destination(wtype, config, name)
+
+
 def _profile_from_secret(document: dict[str, Any], name: str) -> dict[str, Any]:
     try:
         profile = json.loads(document["data"]["value"])
@@ -171,14 +220,19 @@ def _profile_from_secret(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 async def dbt_cli_profile_create(client: PrefectClient, *, request: schemas.DbtCliProfileCreate) -> schemas.BlockRef:
-    credentials = _canonical_credentials(request.wtype, request.credentials)
+    if request.credentials_block_name is not None:
+        credentials, location = await _credentials_from_block(
+            client, wtype=request.wtype, name=request.credentials_block_name
+        )
+    else:
+        credentials, location = _canonical_credentials(request.wtype, request.credentials), None
     profile = {
         "profile_name": request.profile.name,
         "target": request.profile.target,
         "type": request.wtype,
         "schema": request.target_schema,
         "threads": request.threads,
-        "credentials": _complete_credentials(request.wtype, credentials, request.bqlocation),
+        "credentials": _complete_credentials(request.wtype, credentials, request.bqlocation or location),
     }
     secret = Secret(value=json.dumps(profile))
     return await _create(client, secret, name=request.cli_profile_block_name, label="dbt CLI profile")
@@ -189,13 +243,18 @@ async def dbt_cli_profile_update(client: PrefectClient, *, request: schemas.DbtC
     document = await _read_document(client, slug=SECRET_SLUG, name=name, label="dbt CLI profile", include_secrets=True)
     profile = _profile_from_secret(document, name)
     wtype = request.wtype or profile["type"]
-    if wtype != profile["type"]:
+    location = None
+    if request.credentials_block_name is not None:
+        credentials, location = await _credentials_from_block(client, wtype=wtype, name=request.credentials_block_name)
+    elif wtype != profile["type"]:
         if request.credentials is None:
             raise InvalidRequest(f"changing the warehouse type to {wtype} needs its credentials")
         credentials = _canonical_credentials(wtype, request.credentials)
     else:
         credentials = {**profile["credentials"], **_canonical_credentials(wtype, request.credentials or {})}
-    bqlocation = request.bqlocation or (credentials.get("location") if wtype == "bigquery" else None)
+    if wtype == "bigquery":
+        location = location or credentials.get("location")
+    bqlocation = request.bqlocation or location
     profile.update(
         type=wtype,
         credentials=_complete_credentials(wtype, credentials, bqlocation),

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prefect.client.orchestration import PrefectClient
 
-from proxy import blocks, deployments, flow_runs, schemas
+from proxy import automations, blocks, deployments, flow_runs, legacy, schemas
 from proxy.deployments import AdhocDeployments
 from proxy.errors import CatchAllMiddleware, PrefectUnavailable, prefect_message, register_exception_handlers
 from proxy.prefect_api import PrefectConnection
@@ -242,6 +242,12 @@ async def run_shell_task(request: schemas.ShellTaskRun, client: Prefect, adhoc: 
     return await flow_runs.adhoc_task_run(
         client, adhoc=adhoc, kind="shell", org_slug=request.org_slug, task=request.task.model_dump()
     )
+
+
+# ---------------------------------------------------------------- automations (routes in proxy/automations.py)
+
+router.include_router(automations.router)
+router.include_router(legacy.router)  # block migration routes (proxy/legacy.py)
 
 
 # ---------------------------------------------------------------- health (no token: for probes)

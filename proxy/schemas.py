@@ -84,26 +84,49 @@ class DbtProfileName(Request):
     target: NonEmpty = "default"
 
 
+CREDENTIALS_BLOCK_DESCRIPTION = (
+    "Instead of `credentials`: the Secret block holding the warehouse's Airbyte destination configuration as "
+    "JSON; the proxy reads it and derives the profile credentials"
+)
+
+
 class DbtCliProfileCreate(Request):
+    """The credentials come either in the request or from the warehouse's credentials Secret block."""
+
     cli_profile_block_name: BlockName
     profile: DbtProfileName
     wtype: WarehouseType
     target_schema: NonEmpty
-    credentials: dict[str, Any]
+    credentials: dict[str, Any] | None = None
+    credentials_block_name: BlockName | None = Field(default=None, description=CREDENTIALS_BLOCK_DESCRIPTION)
     bqlocation: str | None = None
     threads: int = Field(default=4, ge=1, le=64)
 
+    @model_validator(mode="after")
+    def _one_source_of_credentials(self):
+        if (self.credentials is None) == (self.credentials_block_name is None):
+            raise ValueError("send either credentials or credentials_block_name")
+        return self
+
 
 class DbtCliProfileUpdate(Request):
-    """Fields left out keep their saved value; `credentials` is merged key by key into the saved ones."""
+    """Fields left out keep their saved value; `credentials` is merged key by key into the saved ones, while
+    `credentials_block_name` replaces them with those derived from that block."""
 
     cli_profile_block_name: BlockName
     profile: DbtProfileName | None = None
     wtype: WarehouseType | None = None
     target_schema: NonEmpty | None = None
     credentials: dict[str, Any] | None = None
+    credentials_block_name: BlockName | None = Field(default=None, description=CREDENTIALS_BLOCK_DESCRIPTION)
     bqlocation: str | None = None
     threads: int | None = Field(default=None, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _at_most_one_source_of_credentials(self):
+        if self.credentials is not None and self.credentials_block_name is not None:
+            raise ValueError("send credentials or credentials_block_name, not both")
+        return self
 
 
 class DbtCliProfileBlock(BlockRef):

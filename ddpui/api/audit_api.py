@@ -7,7 +7,7 @@ from typing import Any
 
 from ninja import Query, Router, Schema
 
-from ddpui.api.schemas import ERRORS
+from ddpui.api.schemas import ERRORS, MAX_OFFSET
 from ddpui.auth import org_auth
 from ddpui.services.audit import audit_list
 
@@ -32,7 +32,7 @@ class AuditPageOut(Schema):
 
 
 @router.get("/v1/audit", response={200: AuditPageOut, **ERRORS}, auth=org_auth("audit:read"))
-def list_audit(request, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+def list_audit(request, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET)):
     count, events = audit_list(org=request.auth.org, limit=limit, offset=offset)
     return {
         "count": count,

@@ -8,9 +8,10 @@ from typing import Any, Literal
 import pydantic
 from ninja import Field, Query, Router, Schema
 
-from ddpui.api.schemas import ERRORS, OkOut
+from ddpui.api.schemas import ERRORS, MAX_OFFSET, OkOut
 from ddpui.auth import org_auth
 from ddpui.errors import InvalidInput
+from ddpui.prefect_client import LOG_PAGE_LIMIT
 from ddpui.services import pipelines, runs
 
 router = Router(tags=["pipelines"])
@@ -223,7 +224,12 @@ def get_flow_run(request, flow_run_id: str):
 
 
 @router.get("/prefect/flow_runs/{flow_run_id}/logs", response={200: LogsOut, **ERRORS}, auth=org_auth("runs:read"))
-def get_flow_run_logs(request, flow_run_id: str, offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000)):
+def get_flow_run_logs(
+    request,
+    flow_run_id: str,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    limit: int = Query(LOG_PAGE_LIMIT, ge=1, le=LOG_PAGE_LIMIT),
+):
     return runs.run_logs(org=request.auth.org, flow_run_id=flow_run_id, offset=offset, limit=limit)
 
 

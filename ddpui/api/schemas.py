@@ -2,6 +2,10 @@
 
 from ninja import Schema
 
+# the largest page offset accepted: far past any real list, and within the databases' integer types
+# (a larger one made SQLite/PostgreSQL fail with a 500)
+MAX_OFFSET = 2**31 - 1
+
 
 class ErrorOut(Schema):
     detail: str

@@ -38,7 +38,7 @@ def _memberships(user) -> list[dict]:
     return [{"slug": m.org.slug, "name": m.org.name, "role": m.role} for m in users.memberships_for_user(user=user)]
 
 
-@router.post("/v1/login/", response={200: LoginOut, 401: ErrorOut}, auth=None)
+@router.post("/v1/login/", response={200: LoginOut, 400: ErrorOut, 401: ErrorOut, 422: ErrorOut}, auth=None)
 def login(request, payload: LoginIn):
     token = users.user_login(email=payload.email, password=payload.password)
     return {"token": token.key, "email": token.user.email, "orgs": _memberships(token.user)}

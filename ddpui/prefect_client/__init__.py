@@ -1,6 +1,7 @@
 """Client for the proxy service, in OBJECT.ACTION style: nouns are cheap handles, verbs do one request."""
 
 from ddpui.prefect_client.client import (
+    LOG_PAGE_LIMIT,
     UNSET,
     Deployment,
     FlowRun,
@@ -12,6 +13,7 @@ from ddpui.prefect_client.client import (
 )
 
 __all__ = [
+    "LOG_PAGE_LIMIT",
     "UNSET",
     "Deployment",
     "FlowRun",

@@ -112,6 +112,9 @@ class PrefectProxy:
     def health(self) -> dict:
         return self.request("GET", "/proxy/health")
 
+    def flow_run_notifications(self, name: str) -> FlowRunNotifications:
+        return FlowRunNotifications(self, name)
+
 
 class Deployment:
     def __init__(self, proxy: PrefectProxy, deployment_id: str):
@@ -147,6 +150,10 @@ class Deployment:
         body = {"parameters": parameters} if parameters else {}
         created = self.proxy.request("POST", f"/proxy/deployments/{self.id}/flow_run", json=body)
         return FlowRun(self.proxy, created["flow_run_id"], name=created.get("name"))
+
+
+# the proxy's largest page of logs (Prefect's own limit for /logs/filter)
+LOG_PAGE_LIMIT = 200
 
 
 class FlowRun:
@@ -270,6 +277,27 @@ class AdhocRuns:
         return FlowRun(self.proxy, created["flow_run_id"], name=created.get("name"))
 
 
+class FlowRunNotifications:
+    """The Prefect automation (and its webhook block) that posts every flow-run state change to a URL."""
+
+    PATH = "/proxy/automations/flow-run-notifications/"
+
+    def __init__(self, proxy: PrefectProxy, name: str):
+        self.proxy = proxy
+        self.name = name
+
+    def upsert(self, *, url: str, secret_header_name: str, secret: str) -> dict:
+        """Creates or updates both; the answer says which (`block_change`, `automation_change`), never the secret."""
+        body = {"name": self.name, "url": url, "secret_header_name": secret_header_name, "secret": secret}
+        return self.proxy.request("PUT", self.PATH, json=body)
+
+    def get(self) -> dict:
+        return self.proxy.request("GET", f"{self.PATH}{self.name}")
+
+    def delete(self) -> dict:
+        return self.proxy.request("DELETE", f"{self.PATH}{self.name}")
+
+
 _default: PrefectProxy | None = None
 _default_key: tuple | None = None
 
@@ -281,3 +309,45 @@ def get_proxy() -> PrefectProxy:
     if _default is None or _default_key != key:
         _default, _default_key = PrefectProxy(settings.PROXY_URL, settings.PROXY_TOKEN), key
     return _default
+
+
+class BlockMigration:
+    """The proxy's routes for moving a block-based installation to tasks (docs/migration.md).
+
+    Reads of legacy blocks never carry their secrets, and the dbt profile is converted inside the proxy.
+    """
+
+    def __init__(self, proxy: PrefectProxy):
+        self.proxy = proxy
+
+    def describe_blocks(self, block_names: list[str]) -> dict:
+        """`{"blocks": [...], "missing": [...]}`: the non-secret facts of the named blocks, in one call."""
+        if not block_names:
+            return {"blocks": [], "missing": []}
+        return self.proxy.request("POST", "/proxy/legacy/blocks/describe", json={"block_names": list(block_names)})
+
+    def dbt_cli_profile_from_dbtcore(
+        self,
+        *,
+        dbtcore_block_name: str,
+        cli_profile_block_name: str,
+        profile: dict | None = None,
+        target_schema: str | None = None,
+    ) -> dict:
+        body: dict[str, Any] = {
+            "dbtcore_block_name": dbtcore_block_name,
+            "cli_profile_block_name": cli_profile_block_name,
+        }
+        if profile is not None:
+            body["profile"] = profile
+        if target_schema is not None:
+            body["target_schema"] = target_schema
+        return self.proxy.request("POST", "/proxy/blocks/dbtcli/profile/from_dbtcore/", json=body)
+
+    def secret_get(self, block_name: str) -> dict:
+        """`{block_id, block_name}` of a Secret block (never its value)."""
+        return self.proxy.request("GET", f"/proxy/blocks/secret/{block_name}")
+
+    def dbt_cli_profile_get(self, block_name: str) -> dict:
+        """`{block_id, block_name, profile_name, target, wtype, target_schema, threads, bqlocation}`: no credentials."""
+        return self.proxy.request("GET", "/proxy/blocks/dbtcli/profile/", params={"block_name": block_name})

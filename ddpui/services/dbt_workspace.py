@@ -24,6 +24,7 @@ from ddpui.models.tasks import OrgTask
 from ddpui.prefect_client import get_proxy
 from ddpui.services.orgs import Rollback, block_name_for, prefect_block_delete
 from ddpui.services.transform_tasks import TRANSFORM_TYPES, orgtasks_refuse_if_used
+from ddpui.services.warehouse import profile_block_get
 
 logger = logging.getLogger(__name__)
 
@@ -180,19 +181,26 @@ def dbt_schema_update(*, org: Org, schema: str) -> OrgDbt:
 
 
 def dbt_workspace_delete(*, org: Org) -> None:
-    """Refused while pipelines use its tasks or a task runs. Removes the git URL block, the git and dbt
-    tasks, the row and the clone. The dbt profile stays with the warehouse, which owns it."""
+    """Refused while pipelines use its tasks or a task runs. Removes the git URL block and the dbt profile
+    block (made by the transform tasks), the git and dbt tasks, the rows and the clone. The blocks go first
+    and the rows last; a block already gone is skipped, so a delete that failed half-way can be sent again."""
     dbt = dbt_workspace_get(org=org)
     orgtasks = list(OrgTask.objects.select_related("task").filter(org=org, task__type__in=TRANSFORM_TYPES))
     orgtasks_refuse_if_used(orgtasks, "the dbt workspace's tasks are")
-    secret = OrgPrefectBlockv1.objects.filter(
-        org=org, block_type=OrgPrefectBlockv1.BlockType.SECRET, block_name=dbt.gitrepo_access_token_secret
-    ).first()
-    if secret is not None:
-        prefect_block_delete(block_id=secret.block_id)
+    blocks = [
+        block
+        for block in (
+            OrgPrefectBlockv1.objects.filter(
+                org=org, block_type=OrgPrefectBlockv1.BlockType.SECRET, block_name=dbt.gitrepo_access_token_secret
+            ).first(),
+            profile_block_get(org=org),
+        )
+        if block is not None
+    ]
+    for block in blocks:
+        prefect_block_delete(block_id=block.block_id)
     with transaction.atomic():
         OrgTask.objects.filter(id__in=[task.id for task in orgtasks]).delete()
-        if secret is not None:
-            secret.delete()
         dbt.delete()
+        OrgPrefectBlockv1.objects.filter(id__in=[block.id for block in blocks]).delete()
     _remove_dir(Path(dbt.project_dir))

@@ -22,6 +22,7 @@ from ddpui.services.run_states import run_state_apply
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+LEGACY_ENTRYPOINT = "prefect_flows.py:legacy_pipeline_flow"
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:+@,=/*\-]+$")
 
 
@@ -185,6 +186,12 @@ def pipeline_update(
     orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
     parameters = deployment_parameters(org=org, orgtasks=orgtasks)
     deployment = get_proxy().deployment(dataflow.deployment_id)
+    if deployment.get().get("entrypoint") == LEGACY_ENTRYPOINT:
+        # mid-migration: its runs still read the legacy block parameters, which an edit would drop
+        raise Conflict(
+            f"the pipeline '{dataflow.name}' still runs the legacy block-based flow: finish its migration "
+            "(migrate_blocks_to_tasks --switch-entrypoint, docs/migration.md) before editing it"
+        )
     old_parameters = deployment_parameters(org=org, orgtasks=dataflow_orgtasks(dataflow))
     old_cron, old_timezone = dataflow.cron, dataflow.timezone
     deployment.update(parameters=parameters, cron=cron, timezone=timezone)

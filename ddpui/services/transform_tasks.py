@@ -1,7 +1,8 @@
 """Transform tasks: the org's git and dbt OrgTasks (the system set and custom dbt commands), and one-off runs.
 
-Making the transform tasks links the org's dbt CLI profile block (written with the warehouse, see
-services.warehouse) to its dbt workspace, with the dbt project's profile name and the workspace's schema.
+Making the transform tasks makes the org's dbt CLI profile block and links it to the dbt workspace: the
+dbt project's profile name, the workspace's schema, and the credentials the proxy derives from the
+warehouse's credentials block (Django never holds them here). Deleting the tasks deletes the profile.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from django.db import transaction
 from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.locks import TaskLock
-from ddpui.models.org import Org, OrgDbt, OrgUser
+from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
 from ddpui.models.tasks import OrgTask, Task, TaskType
 from ddpui.prefect_client import get_proxy
 from ddpui.services import locks
+from ddpui.services.orgs import Rollback, block_name_for, prefect_block_delete
 from ddpui.services.run_states import run_state_apply
 from ddpui.services.selectors import orgtask_get
 from ddpui.services.task_config import OrgContext, pipeline_order
-from ddpui.services.warehouse import DBT_TARGET, profile_block_get
+from ddpui.services.warehouse import profile_block_get
 
+DBT_TARGET = "default"
 SYSTEM_TRANSFORM_SLUGS = ["git-pull", "dbt-clean", "dbt-deps", "dbt-run", "dbt-test", "dbt-docs-generate"]
 TRANSFORM_TYPES = [TaskType.GIT, TaskType.DBT]
 # dbt flags and options become words of a bash command line: only plain tokens, no shell syntax
@@ -83,30 +86,52 @@ def transform_tasks_list(*, org: Org) -> list[dict]:
     ]
 
 
+def _profile_link(*, org: Org, dbt: OrgDbt, rollback: Rollback) -> None:
+    """Makes (or, if one was left by an older version, rewrites) the org's dbt profile block from the
+    warehouse's credentials block, and links it to the workspace."""
+    warehouse = OrgWarehouse.objects.filter(org=org).first()
+    if warehouse is None:
+        raise InvalidInput("your organization has no warehouse: create it before the transform tasks")
+    profile_fields = {
+        "profile": {"name": dbt_profile_name(dbt.project_dir, org.slug), "target": DBT_TARGET},
+        "wtype": warehouse.wtype,
+        "target_schema": dbt.default_schema,
+        "credentials_block_name": warehouse.credentials_block_name,
+    }
+    proxy = get_proxy()
+    profile = profile_block_get(org=org)
+    if profile is not None:
+        proxy.blocks.dbt_cli_profile.update(cli_profile_block_name=profile.block_name, **profile_fields)
+    else:
+        created = proxy.blocks.dbt_cli_profile.create(
+            cli_profile_block_name=block_name_for(org, "dbt-profile"), **profile_fields
+        )
+        rollback.add("dbt profile block", lambda: prefect_block_delete(block_id=created["block_id"]))
+        profile = OrgPrefectBlockv1.objects.create(
+            org=org,
+            block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE,
+            block_id=str(created["block_id"]),
+            block_name=created["block_name"],
+        )
+    dbt.cli_profile_block = profile
+    dbt.save(update_fields=["cli_profile_block", "updated_at"])
+
+
 def transform_tasks_create(*, org: Org) -> list[dict]:
-    """Links the dbt profile to the dbt workspace and makes the system tasks. A second call changes nothing."""
-    with transaction.atomic():
+    """Makes the dbt profile block and the system tasks. A second call changes nothing and calls nothing;
+    if any step fails, the profile block made here is deleted and no row is written."""
+    with Rollback(f"creating the transform tasks of {org.slug}") as rollback, transaction.atomic():
         dbt = OrgDbt.objects.select_for_update().filter(org=org).first()
         if dbt is None:
             raise InvalidInput("your organization has no dbt workspace: set one up with POST /api/dbt/workspace/")
-        profile = profile_block_get(org=org)
-        if profile is None:
-            raise InvalidInput("your organization's warehouse has no dbt profile: create the warehouse first")
+        if dbt.cli_profile_block_id is None:
+            _profile_link(org=org, dbt=dbt, rollback=rollback)
         existing = set(
             OrgTask.objects.filter(
                 org=org, task__slug__in=SYSTEM_TRANSFORM_SLUGS, generated_by=OrgTask.GeneratedBy.SYSTEM
             ).values_list("task__slug", flat=True)
         )
         missing = [slug for slug in SYSTEM_TRANSFORM_SLUGS if slug not in existing]
-        if dbt.cli_profile_block_id != profile.id:
-            # the one external write; if it fails nothing below happens and the transaction rolls back
-            get_proxy().blocks.dbt_cli_profile.update(
-                cli_profile_block_name=profile.block_name,
-                profile={"name": dbt_profile_name(dbt.project_dir, org.slug), "target": DBT_TARGET},
-                target_schema=dbt.default_schema,
-            )
-            dbt.cli_profile_block = profile
-            dbt.save(update_fields=["cli_profile_block", "updated_at"])
         if missing:
             tasks = {task.slug: task for task in Task.objects.filter(slug__in=missing)}
             OrgTask.objects.bulk_create(
@@ -134,12 +159,18 @@ def orgtasks_refuse_if_used(orgtasks: list[OrgTask], what: str) -> None:
 
 
 def transform_tasks_delete(*, org: Org) -> None:
-    """Deletes every git and dbt task of the org (system and custom) and unlinks the dbt profile."""
+    """Deletes every git and dbt task of the org (system and custom) and the dbt profile block."""
     with transaction.atomic():
         orgtasks = _transform_tasks(org)
         orgtasks_refuse_if_used(orgtasks, "the transform tasks are")
+        profile = profile_block_get(org=org)
+        if profile is not None:
+            # inside the transaction: if the proxy refuses, no row is deleted either
+            prefect_block_delete(block_id=profile.block_id)
         OrgTask.objects.filter(id__in=[task.id for task in orgtasks]).delete()
         OrgDbt.objects.filter(org=org).update(cli_profile_block=None)
+        if profile is not None:
+            profile.delete()
 
 
 def _option_values(key: str, value) -> list[str]:

@@ -1,11 +1,9 @@
-"""The org's warehouse: an Airbyte destination, its credentials in Prefect Secret blocks, a row of references.
+"""The org's warehouse: an Airbyte destination, its credentials in a Prefect Secret block, a row of references.
 
-Django never stores the credentials. They live in two Secret blocks written through the proxy while the
-request that carries them is being handled:
-- `<slug>-warehouse-credentials`: the destination's configuration as JSON (the warehouse's own record);
-- `<slug>-dbt-profile`: the dbt CLI profile JSON the flows build dbt's profiles.yml from.
-The profile is written here, not when the transform tasks are made, because this is the only moment
-Django holds the credentials and the proxy has no route that reads a Secret back (see docs/api.md).
+Django never stores the credentials. They live in the Secret block `<slug>-warehouse-credentials` (the
+destination's configuration as JSON), written through the proxy while the request that carries them is
+handled. The dbt CLI profile is made from that block later, by the transform tasks (services.transform_tasks):
+the proxy reads the block itself, so the credentials never need to pass through Django again.
 """
 
 from __future__ import annotations
@@ -31,8 +29,6 @@ DESTINATION_DEFINITION_NAMES = {
 }
 MASK = "**********"
 _SECRET_KEY = re.compile(r"password|secret|token|credentials_json|keyfile|private_key", re.IGNORECASE)
-_DEFAULT_SCHEMA = {WarehouseType.POSTGRES: "public", WarehouseType.DUCKDB: "main", WarehouseType.BIGQUERY: "analytics"}
-DBT_TARGET = "default"
 
 
 def mask_secrets(value):
@@ -53,27 +49,21 @@ def _require(config: dict, wtype: str, *keys: str) -> None:
         raise InvalidInput(f"airbyteConfig for a {wtype} warehouse needs {', '.join(missing)}")
 
 
-def dbt_credentials(*, wtype: str, config: dict) -> tuple[dict, str | None]:
-    """The dbt profile credentials (and BigQuery location) for an Airbyte destination configuration."""
+def destination_config_check(*, wtype: str, config: dict) -> str | None:
+    """Refuses a destination configuration that lacks what the warehouse needs (before anything is written).
+    Returns the BigQuery location, if any. The proxy derives the dbt profile credentials from the same keys."""
     if any(value == MASK for value in config.values()):
         raise InvalidInput("airbyteConfig holds a masked value: send the real credentials, including the password")
     if wtype == WarehouseType.POSTGRES:
         _require(config, wtype, "host", "port", "database", "username", "password")
         try:
-            port = int(config["port"])
+            int(config["port"])
         except (TypeError, ValueError):
             raise InvalidInput("airbyteConfig.port must be a number") from None
-        credentials = {
-            "host": config["host"],
-            "port": port,
-            "user": config["username"],
-            "password": config["password"],
-            "dbname": config["database"],
-        }
-        return credentials, None
+        return None
     if wtype == WarehouseType.DUCKDB:
         _require(config, wtype, "destination_path")
-        return {"path": config["destination_path"]}, None
+        return None
     if wtype == WarehouseType.BIGQUERY:
         _require(config, wtype, "project_id", "dataset_id", "credentials_json")
         keyfile = config["credentials_json"]
@@ -84,13 +74,8 @@ def dbt_credentials(*, wtype: str, config: dict) -> tuple[dict, str | None]:
                 raise InvalidInput("airbyteConfig.credentials_json must be the service-account JSON") from None
         if not isinstance(keyfile, dict):
             raise InvalidInput("airbyteConfig.credentials_json must be the service-account JSON")
-        return {"project": config["project_id"], "keyfile_json": keyfile}, config.get("dataset_location")
+        return config.get("dataset_location")
     raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}")
-
-
-def _profile_schema(*, wtype: str, config: dict) -> str:
-    """The profile's schema until a dbt workspace sets its own: the destination's schema or dataset."""
-    return config.get("dataset_id" if wtype == WarehouseType.BIGQUERY else "schema") or _DEFAULT_SCHEMA[wtype]
 
 
 def _destination_definition_id(*, org: Org, wtype: str, definition_id: str | None) -> str:
@@ -127,7 +112,7 @@ def _record_block(org: Org, block_type: str, created: dict) -> OrgPrefectBlockv1
 def warehouse_create(
     *, org: Org, wtype: str, name: str, airbyte_config: dict, destination_definition_id: str | None = None
 ) -> OrgWarehouse:
-    """The Airbyte destination, the credentials Secret, the dbt profile Secret, then the row (undone on failure)."""
+    """The Airbyte destination, the credentials Secret, then the row (the external steps undone on failure)."""
     if wtype not in WarehouseType.values:
         raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}")
     name = (name or "").strip() or f"{org.slug}-warehouse"
@@ -137,9 +122,8 @@ def warehouse_create(
         raise InvalidInput(
             "your organization has no Airbyte workspace: create one with POST /api/airbyte/v1/workspace/"
         )
-    credentials, bq_location = dbt_credentials(wtype=wtype, config=airbyte_config)
+    bq_location = destination_config_check(wtype=wtype, config=airbyte_config)
     definition_id = _destination_definition_id(org=org, wtype=wtype, definition_id=destination_definition_id)
-    proxy = get_proxy()
     airbyte = get_airbyte()
     with Rollback(f"creating the warehouse of {org.slug}") as rollback:
         destination = airbyte.destination_create(
@@ -147,19 +131,10 @@ def warehouse_create(
         )
         destination_id = destination["destinationId"]
         rollback.add(f"Airbyte destination {destination_id}", lambda: _destination_delete(destination_id))
-        secret = proxy.blocks.secret.create(
+        secret = get_proxy().blocks.secret.create(
             blockName=block_name_for(org, "warehouse-credentials"), secret=json.dumps(airbyte_config)
         )
         rollback.add("warehouse credentials block", lambda: prefect_block_delete(block_id=secret["block_id"]))
-        profile = proxy.blocks.dbt_cli_profile.create(
-            cli_profile_block_name=block_name_for(org, "dbt-profile"),
-            profile={"name": org.slug.replace("-", "_"), "target": DBT_TARGET},
-            wtype=wtype,
-            target_schema=_profile_schema(wtype=wtype, config=airbyte_config),
-            credentials=credentials,
-            bqlocation=bq_location,
-        )
-        rollback.add("dbt profile block", lambda: prefect_block_delete(block_id=profile["block_id"]))
         try:
             with transaction.atomic():
                 warehouse = OrgWarehouse.objects.create(
@@ -171,7 +146,6 @@ def warehouse_create(
                     bq_location=bq_location,
                 )
                 _record_block(org, OrgPrefectBlockv1.BlockType.SECRET, secret)
-                _record_block(org, OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE, profile)
         except IntegrityError:  # another request made the org's warehouse meanwhile
             raise Conflict("your organization already has a warehouse: update it or delete it first") from None
     return warehouse
@@ -211,7 +185,7 @@ def profile_block_get(*, org: Org) -> OrgPrefectBlockv1 | None:
 
 
 def warehouse_update(*, org: Org, destination_id: str, airbyte_config: dict, name: str | None = None) -> OrgWarehouse:
-    """New credentials: the Airbyte destination, the dbt profile and the credentials Secret all follow.
+    """New credentials: the Airbyte destination, the credentials Secret and (once made) the dbt profile follow.
 
     None of these can be put back as it was: Airbyte returns secrets masked and the proxy never returns
     a Secret's value. So both systems are checked first, Airbyte (which validates the configuration)
@@ -220,7 +194,7 @@ def warehouse_update(*, org: Org, destination_id: str, airbyte_config: dict, nam
     warehouse = OrgWarehouse.objects.filter(org=org, airbyte_destination_id=destination_id).first()
     if warehouse is None:
         raise NotFound(f"destination {destination_id} not found")
-    credentials, bq_location = dbt_credentials(wtype=warehouse.wtype, config=airbyte_config)
+    bq_location = destination_config_check(wtype=warehouse.wtype, config=airbyte_config)
     name = (name or "").strip() or warehouse.name
     airbyte = get_airbyte()
     proxy = get_proxy()
@@ -229,12 +203,12 @@ def warehouse_update(*, org: Org, destination_id: str, airbyte_config: dict, nam
     profile = profile_block_get(org=org)
     airbyte.destination_update(destination_id=destination_id, name=name, config=airbyte_config)
     try:
-        if profile is not None:
-            update = {"cli_profile_block_name": profile.block_name, "credentials": credentials}
-            if bq_location:
-                update["bqlocation"] = bq_location
-            proxy.blocks.dbt_cli_profile.update(**update)
         proxy.blocks.secret.update(blockName=warehouse.credentials_block_name, secret=json.dumps(airbyte_config))
+        if profile is not None:
+            # the proxy re-reads the credentials from the block just written
+            proxy.blocks.dbt_cli_profile.update(
+                cli_profile_block_name=profile.block_name, credentials_block_name=warehouse.credentials_block_name
+            )
     except DomainError as error:
         raise type(error)(
             f"{error.message}. The Airbyte destination already uses the new configuration but the credentials "
@@ -249,7 +223,8 @@ def warehouse_update(*, org: Org, destination_id: str, airbyte_config: dict, nam
 
 def warehouse_delete(*, org: Org) -> None:
     """Refused while connections or a dbt workspace use the warehouse. Deletes are retry-safe: what is
-    already gone in Airbyte or Prefect is skipped, and the rows go last."""
+    already gone in Airbyte or Prefect is skipped, and the rows go last. (A dbt profile block can only be
+    left here by an older version, which wrote it with the warehouse: it goes too.)"""
     warehouse = warehouse_get(org=org)
     connections = OrgTask.objects.filter(org=org, task__type=TaskType.AIRBYTE, connection_id__isnull=False).count()
     if connections:

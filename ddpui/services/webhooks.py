@@ -20,7 +20,7 @@ from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.locks import TaskLock
 from ddpui.models.org import OrgUser, OrgUserRole
-from ddpui.prefect_client import ProxyNotFound, get_proxy
+from ddpui.prefect_client import LOG_PAGE_LIMIT, ProxyNotFound, get_proxy
 from ddpui.services import locks
 from ddpui.services.audit import audit_record
 from ddpui.services.pipelines import dataflow_orgtasks
@@ -134,6 +134,19 @@ def webhook_handle(*, flow_run_id: str) -> str:
     return outcome or (f"recorded {record.state_name or record.state_type}" if changed else "no change")
 
 
+def _last_log_lines(flow_run_id: str, *, count: int, max_pages: int = 50) -> list[dict]:
+    """The run's last `count` log lines, read page by page (the proxy serves at most LOG_PAGE_LIMIT a page)."""
+    run, offset, tail = get_proxy().flow_run(flow_run_id), 0, []
+    for _ in range(max_pages):
+        page = run.logs(offset=offset, limit=LOG_PAGE_LIMIT)
+        lines = page.get("logs", [])
+        tail = (tail + lines)[-count:]
+        if not lines or len(lines) < LOG_PAGE_LIMIT:
+            break
+        offset += len(lines)
+    return tail
+
+
 def notify_failure(*, record: PrefectFlowRun, pipeline_name: str) -> int:
     """E-mails the org's account and pipeline managers: which task failed and the last log lines."""
     org = record.org
@@ -150,13 +163,11 @@ def notify_failure(*, record: PrefectFlowRun, pipeline_name: str) -> int:
         return 0
     failing = next((r for r in record.task_results or [] if r.get("status") == "failed"), None)
     try:
-        logs = get_proxy().flow_run(record.flow_run_id).logs(offset=0, limit=1000).get("logs", [])
+        logs = _last_log_lines(record.flow_run_id, count=20)
     except Exception:  # the e-mail still goes out without logs
         logger.warning("could not read logs of run %s for the failure e-mail", record.flow_run_id)
         logs = []
-    tail = [
-        f"{line.get('timestamp', '')} {line.get('level_name', '')} {line.get('message', '')}" for line in logs[-20:]
-    ]
+    tail = [f"{line.get('timestamp', '')} {line.get('level_name', '')} {line.get('message', '')}" for line in logs]
     lines = [
         f"The pipeline '{pipeline_name}' of {org.name} ended {record.state_name or record.state_type}.",
         f"Flow run: {record.name} ({record.flow_run_id})",

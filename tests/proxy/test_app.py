@@ -174,6 +174,11 @@ def test_every_route_is_in_the_openapi_with_request_and_response_models(api):
         ("POST", "/proxy/flow_runs/{flow_run_id}/retry"),
         ("POST", "/proxy/v1/flows/dbtcore/run/"),
         ("POST", "/proxy/flows/shell/run/"),
+        ("PUT", "/proxy/automations/flow-run-notifications/"),
+        ("GET", "/proxy/automations/flow-run-notifications/{name}"),
+        ("DELETE", "/proxy/automations/flow-run-notifications/{name}"),
+        ("POST", "/proxy/legacy/blocks/describe"),
+        ("POST", "/proxy/blocks/dbtcli/profile/from_dbtcore/"),
         ("GET", "/proxy/health"),
     }
     assert set(operations) == expected

@@ -251,6 +251,129 @@ def test_dbt_cli_profile_validation(api):
     assert api.get("/proxy/blocks/dbtcli/profile/", params={"block_name": plain_secret}).status_code == 404
 
 
+def warehouse_secret(api, config) -> str:
+    """A warehouse credentials block as Django writes it: the Airbyte destination configuration as JSON."""
+    name = unique("acme-warehouse-credentials")
+    value = config if isinstance(config, str) else json.dumps(config)
+    assert api.put("/proxy/blocks/secret/", json={"blockName": name, "secret": value}).status_code == 200
+    return name
+
+
+def profile_from_block(name: str, credentials_block: str, wtype: str = "postgres") -> dict:
+    return {
+        "cli_profile_block_name": name,
+        "profile": {"name": "acme"},
+        "wtype": wtype,
+        "target_schema": "analytics",
+        "credentials_block_name": credentials_block,
+    }
+
+
+def test_dbt_cli_profile_from_the_warehouse_credentials_block(api, prefect_server):
+    """The proxy reads the credentials Secret itself: the caller sends only block names."""
+    destination = {
+        "host": "db.local",
+        "port": 5433,
+        "database": "wh",
+        "username": "loader",
+        "password": PASSWORD,
+        "schema": "raw",
+        "ssl_mode": {"mode": "disable"},
+    }
+    credentials_block = warehouse_secret(api, destination)
+    name = unique("acme-profile")
+    created = api.post("/proxy/blocks/dbtcli/profile/", json=profile_from_block(name, credentials_block))
+    assert created.status_code == 201, created.text
+    assert PASSWORD not in created.text
+    profile = Secret.load(name).get()
+    # only what dbt needs, in dbt's spelling: Airbyte-only keys (schema, ssl_mode) stay behind
+    assert profile["credentials"] == {
+        "host": "db.local",
+        "port": 5433,
+        "user": "loader",
+        "password": PASSWORD,
+        "dbname": "wh",
+    }
+    assert (profile["type"], profile["schema"], profile["profile_name"]) == ("postgres", "analytics", "acme")
+    assert PASSWORD not in json.dumps(raw_block_document(prefect_server, created.json()["block_id"]))
+
+    # new warehouse credentials: the block is rewritten, then the profile re-reads it (other fields kept)
+    api.put(
+        "/proxy/blocks/secret/",
+        json={"blockName": credentials_block, "secret": json.dumps({**destination, "password": "rotated"})},
+    )
+    api.put("/proxy/blocks/dbtcli/profile/", json={"cli_profile_block_name": name, "target_schema": "marts"})
+    updated = api.put(
+        "/proxy/blocks/dbtcli/profile/",
+        json={"cli_profile_block_name": name, "credentials_block_name": credentials_block},
+    )
+    assert updated.status_code == 200, updated.text
+    profile = Secret.load(name).get()
+    assert (profile["credentials"]["password"], profile["schema"]) == ("rotated", "marts")
+
+
+def test_dbt_cli_profile_from_duckdb_and_bigquery_credentials_blocks(api):
+    duckdb = unique("duck-profile")
+    block = warehouse_secret(api, {"destination_path": "/data/acme.duckdb", "schema": "main"})
+    assert (
+        api.post("/proxy/blocks/dbtcli/profile/", json=profile_from_block(duckdb, block, "duckdb")).status_code == 201
+    )
+    assert Secret.load(duckdb).get()["credentials"] == {"path": "/data/acme.duckdb"}
+
+    keyfile = {"type": "service_account", "project_id": "acme-proj", "private_key": PASSWORD}
+    bigquery = unique("bq-profile")
+    block = warehouse_secret(
+        api,
+        {
+            "project_id": "acme-proj",
+            "dataset_id": "analytics",
+            "dataset_location": "asia-south1",
+            "credentials_json": json.dumps(keyfile),  # Airbyte keeps the service account as a JSON string
+        },
+    )
+    created = api.post("/proxy/blocks/dbtcli/profile/", json=profile_from_block(bigquery, block, "bigquery"))
+    assert created.status_code == 201, created.text
+    assert Secret.load(bigquery).get()["credentials"] == {
+        "project": "acme-proj",
+        "keyfile_json": keyfile,
+        "method": "service-account-json",
+        "location": "asia-south1",
+    }
+    read = api.get("/proxy/blocks/dbtcli/profile/", params={"block_name": bigquery}).json()
+    assert read["bqlocation"] == "asia-south1" and PASSWORD not in json.dumps(read)
+
+
+def test_dbt_cli_profile_credentials_block_errors(api):
+    name = unique("acme-profile")
+    both = {**postgres_profile(name), "credentials_block_name": "some-block"}
+    neither = {key: value for key, value in postgres_profile(name).items() if key != "credentials"}
+    for body in (both, neither):
+        response = api.post("/proxy/blocks/dbtcli/profile/", json=body)
+        assert response.status_code == 422 and "credentials_block_name" in response.json()["detail"]
+
+    missing = api.post("/proxy/blocks/dbtcli/profile/", json=profile_from_block(name, unique("nowhere")))
+    assert missing.status_code == 422 and "no secret block named" in missing.json()["detail"]
+    not_json = api.post("/proxy/blocks/dbtcli/profile/", json=profile_from_block(name, warehouse_secret(api, "x")))
+    assert not_json.status_code == 422 and "does not hold a warehouse configuration" in not_json.json()["detail"]
+    incomplete = warehouse_secret(api, {"host": "db.local", "username": "u", "password": PASSWORD})
+    lacking = api.post("/proxy/blocks/dbtcli/profile/", json=profile_from_block(name, incomplete))
+    assert lacking.status_code == 422 and lacking.json()["detail"].endswith("lacks database")
+    assert PASSWORD not in lacking.text
+    assert api.get("/proxy/blocks/dbtcli/profile/", params={"block_name": name}).status_code == 404  # nothing saved
+
+    assert api.post("/proxy/blocks/dbtcli/profile/", json=postgres_profile(name)).status_code == 201
+    both_in_update = api.put(
+        "/proxy/blocks/dbtcli/profile/",
+        json={"cli_profile_block_name": name, "credentials": {"password": "x"}, "credentials_block_name": incomplete},
+    )
+    assert both_in_update.status_code == 422
+    refused = api.put(
+        "/proxy/blocks/dbtcli/profile/", json={"cli_profile_block_name": name, "credentials_block_name": incomplete}
+    )
+    assert refused.status_code == 422
+    assert Secret.load(name).get()["credentials"]["dbname"] == "wh"  # the saved profile is untouched
+
+
 def test_bigquery_profile_takes_the_service_account_json(api):
     name = unique("bq-profile")
     keyfile = {"type": "service_account", "project_id": "acme-proj", "private_key": PASSWORD, "client_email": "a@b"}

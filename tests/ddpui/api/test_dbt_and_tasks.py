@@ -177,7 +177,7 @@ def test_schema_update_moves_the_workspace_and_the_linked_profile(api, org_with_
     assert api.put("/api/dbt/v1/schema/", {"targetConfigs": {}}, headers=org.headers).status_code == 422
 
 
-def test_dbt_workspace_delete_removes_clone_secret_tasks_and_row(api, org_with_tasks, prefect):
+def test_dbt_workspace_delete_removes_clone_secret_profile_tasks_and_row(api, org_with_tasks, prefect):
     org, tasks = org_with_tasks
     project_dir = Path(OrgDbt.objects.get(org__slug=org.slug).project_dir)
     response = api.delete("/api/dbt/workspace/", headers=org.headers)
@@ -185,11 +185,14 @@ def test_dbt_workspace_delete_removes_clone_secret_tasks_and_row(api, org_with_t
     assert not project_dir.exists()
     assert not OrgDbt.objects.filter(org__slug=org.slug).exists()
     assert not OrgTask.objects.filter(uuid__in=tasks.values()).exists()
-    assert f"{org.slug}-git-pull-url" not in prefect.block_names(org.slug)
-    # the profile belongs to the warehouse and stays with it
-    assert f"{org.slug}-dbt-profile" in prefect.block_names(org.slug)
-    assert OrgPrefectBlockv1.objects.filter(org__slug=org.slug, block_type="dbt CLI Profile").exists()
+    assert prefect.block_names(org.slug) == {f"{org.slug}-airbyte-server", f"{org.slug}-warehouse-credentials"}
+    assert set(OrgPrefectBlockv1.objects.filter(org__slug=org.slug).values_list("block_name", flat=True)) == {
+        f"{org.slug}-airbyte-server",
+        f"{org.slug}-warehouse-credentials",
+    }
     assert api.delete("/api/dbt/workspace/", headers=org.headers).status_code == 404
+    # with nothing left on it, the warehouse can go too
+    assert api.delete("/api/v1/organizations/warehouses/", headers=org.headers).status_code == 200
 
 
 def test_dbt_workspace_in_use_cannot_be_deleted(api, org_with_tasks):
@@ -231,6 +234,26 @@ def test_transform_tasks_need_a_dbt_workspace(api, org_with_warehouse):
     assert response.status_code == 400 and "no dbt workspace" in response.json()["detail"]
 
 
+def test_transform_tasks_create_makes_the_profile_from_the_warehouse_block(api, org_with_dbt, prefect):
+    org = org_with_dbt
+    assert f"{org.slug}-dbt-profile" not in prefect.block_names(org.slug)
+    response = api.post("/api/prefect/tasks/transform/", headers=org.headers)
+    assert response.status_code == 200, response.content
+    warehouse_config = json.loads(prefect.secret_value(f"{org.slug}-warehouse-credentials"))
+    profile = json.loads(prefect.secret_value(f"{org.slug}-dbt-profile"))
+    assert profile == {
+        "profile_name": "ddpui",  # what the sample project's dbt_project.yml asks for
+        "target": "default",
+        "type": "duckdb",
+        "schema": "analytics",  # the workspace's
+        "threads": 4,
+        "credentials": {"path": warehouse_config["destination_path"]},
+    }
+    row = OrgPrefectBlockv1.objects.get(org__slug=org.slug, block_type="dbt CLI Profile")
+    assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block == row
+    assert row.block_name == f"{org.slug}-dbt-profile"
+
+
 def test_transform_tasks_create_is_idempotent(api, org_with_dbt, prefect):
     org = org_with_dbt
     first = api.post("/api/prefect/tasks/transform/", headers=org.headers).json()
@@ -251,7 +274,7 @@ def test_transform_tasks_create_is_idempotent(api, org_with_dbt, prefect):
     assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block.block_name == f"{org.slug}-dbt-profile"
 
 
-def test_transform_tasks_delete_refused_while_used_or_locked(api, org_with_tasks):
+def test_transform_tasks_delete_refused_while_used_or_locked(api, org_with_tasks, prefect):
     org, tasks = org_with_tasks
     pipeline = make_dataflow(org.org, name="daily", orgtasks=[orgtask(tasks["dbt-test"])])
     used = api.delete("/api/prefect/tasks/transform/", headers=org.headers)
@@ -266,6 +289,11 @@ def test_transform_tasks_delete_refused_while_used_or_locked(api, org_with_tasks
     assert api.delete("/api/prefect/tasks/transform/", headers=org.headers).status_code == 200
     assert not OrgTask.objects.filter(org__slug=org.slug).exists()
     assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block is None
+    assert not OrgPrefectBlockv1.objects.filter(org__slug=org.slug, block_type="dbt CLI Profile").exists()
+    assert f"{org.slug}-dbt-profile" not in prefect.block_names(org.slug)
+    # made again, profile included
+    assert api.post("/api/prefect/tasks/transform/", headers=org.headers).status_code == 200
+    assert json.loads(prefect.secret_value(f"{org.slug}-dbt-profile"))["type"] == "duckdb"
 
 
 # ------------------------------------------------------------------------------------------ custom tasks

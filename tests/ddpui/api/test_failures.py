@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.db import DatabaseError
 from django.utils.text import slugify
 
 from ddpui.models import DataflowOrgTask, Org, OrgDataFlowv1, OrgDbt, OrgPrefectBlockv1, OrgTask, OrgWarehouse, TaskLock
@@ -83,7 +84,7 @@ def test_workspace_attach_failure_leaves_nothing(api, live, emulator, proxy_down
 # ------------------------------------------------------------------------------------------ warehouse
 
 
-@pytest.mark.parametrize("failure", ["airbyte down", "proxy down", "profile name taken"])
+@pytest.mark.parametrize("failure", ["airbyte down", "proxy down", "credentials name taken"])
 def test_warehouse_create_failure_leaves_nothing(api, new_org, emulator, prefect, proxy_down, tmp_path, failure):
     org = new_org()
     taken = None
@@ -91,20 +92,22 @@ def test_warehouse_create_failure_leaves_nothing(api, new_org, emulator, prefect
         emulator.configure(unavailable=True)
     elif failure == "proxy down":
         proxy_down()
-    else:  # the profile is the last external step: the destination and the credentials block must go
-        taken = get_proxy().blocks.secret.create(blockName=f"{org.slug}-dbt-profile", secret="someone else's")
+    else:  # the credentials block is the last external step: the destination must go
+        taken = get_proxy().blocks.secret.create(blockName=f"{org.slug}-warehouse-credentials", secret="someone else's")
     response = api.post(
         "/api/v1/organizations/warehouse/", warehouse_request(tmp_path / "w.duckdb"), headers=org.headers
     )
-    assert response.status_code == {"airbyte down": 503, "proxy down": 503, "profile name taken": 502}[failure]
+    assert response.status_code == {"airbyte down": 503, "proxy down": 503, "credentials name taken": 502}[failure]
     emulator.configure(unavailable=False)
     assert objects_in(emulator, "destinations", org.org.airbyte_workspace_id) == []
     assert not OrgWarehouse.objects.filter(org__slug=org.slug).exists()
     assert list(OrgPrefectBlockv1.objects.filter(org__slug=org.slug).values_list("block_type", flat=True)) == [
         "Airbyte Server"
     ]
-    expected_blocks = {f"{org.slug}-airbyte-server"} | ({f"{org.slug}-dbt-profile"} if taken else set())
+    expected_blocks = {f"{org.slug}-airbyte-server"} | ({f"{org.slug}-warehouse-credentials"} if taken else set())
     assert prefect.block_names(org.slug) == expected_blocks
+    if taken:  # the block we did not create is left alone
+        assert prefect.secret_value(f"{org.slug}-warehouse-credentials") == "someone else's"
 
 
 def test_warehouse_update_with_the_proxy_down_changes_nothing(
@@ -139,7 +142,7 @@ def test_warehouse_delete_failure_deletes_nothing(api, new_org, emulator, prefec
     emulator.configure(unavailable=False)
     assert destination_id in emulator.state()["destinations"]
     assert OrgWarehouse.objects.filter(org__slug=org.slug).exists()
-    assert {f"{org.slug}-warehouse-credentials", f"{org.slug}-dbt-profile"} <= prefect.block_names(org.slug)
+    assert f"{org.slug}-warehouse-credentials" in prefect.block_names(org.slug)
 
 
 # ------------------------------------------------------------------------------------------ connections
@@ -210,14 +213,33 @@ def test_dbt_workspace_failure_leaves_no_clone_block_or_row(
         assert prefect.secret_value(f"{org.slug}-git-pull-url") == "not ours"
 
 
-def test_transform_create_failure_makes_no_tasks(api, new_org, proxy_down, tmp_path, repo_url):
+@pytest.mark.parametrize("failure", ["proxy down", "profile name taken", "tasks not saved"])
+def test_transform_create_failure_makes_no_tasks_and_leaves_no_profile(
+    api, new_org, prefect, proxy_down, tmp_path, repo_url, monkeypatch, failure
+):
     org = new_org()
     add_warehouse(api, org, tmp_path)
     add_dbt_workspace(api, org, repo_url)
-    proxy_down()
-    assert api.post("/api/prefect/tasks/transform/", headers=org.headers).status_code == 503
+    taken = None
+    if failure == "proxy down":
+        proxy_down()
+    elif failure == "profile name taken":
+        taken = get_proxy().blocks.secret.create(blockName=f"{org.slug}-dbt-profile", secret="not ours")
+    else:  # the profile block is made, then the database refuses the tasks: the block must go
+
+        def refuse(*args, **kwargs):
+            raise DatabaseError("disk full")
+
+        monkeypatch.setattr(OrgTask.objects, "bulk_create", refuse)
+    response = api.post("/api/prefect/tasks/transform/", headers=org.headers)
+    assert response.status_code == {"proxy down": 503, "profile name taken": 502, "tasks not saved": 500}[failure]
     assert not OrgTask.objects.filter(org__slug=org.slug).exists()
     assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block is None
+    assert not OrgPrefectBlockv1.objects.filter(org__slug=org.slug, block_type="dbt CLI Profile").exists()
+    if failure != "proxy down":
+        assert (f"{org.slug}-dbt-profile" in prefect.block_names(org.slug)) == (taken is not None)
+    if taken:
+        assert prefect.secret_value(f"{org.slug}-dbt-profile") == "not ours"
 
 
 def test_task_run_failure_releases_the_lock(api, ready_org, proxy_down):

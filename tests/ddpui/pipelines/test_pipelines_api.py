@@ -283,3 +283,20 @@ def test_audit_log_is_paginated_for_account_managers(live_services, pipeline_org
     assert page["events"][0]["details"]["name"] == "c" and page["events"][0]["actor"] == orguser.user.email
     rest = client.get("/api/v1/audit?limit=2&offset=2", **auth_headers(manager)).json()
     assert [e["details"]["name"] for e in rest["events"]] == ["a"]
+
+
+def test_pipeline_still_on_the_legacy_flow_cannot_be_edited(live_services, pipeline_org):
+    """Between migration phase 1 and the entrypoint switch an edit would drop the legacy parameters."""
+    org, orguser, syncs, t = pipeline_org
+    client = Client()
+    deployment_id = create(client, orguser, transformTasks=[{"uuid": str(t["dbt-run"].uuid), "seq": 0}]).json()[
+        "deploymentId"
+    ]
+    get_proxy().deployment(deployment_id).set_entrypoint("prefect_flows.py:legacy_pipeline_flow")
+    body = {"name": "edited", "transformTasks": [{"uuid": str(t["dbt-test"].uuid), "seq": 0}]}
+    response = client.put(
+        f"/api/prefect/v1/flows/{deployment_id}", body, content_type="application/json", **auth_headers(orguser)
+    )
+    assert response.status_code == 409
+    assert "--switch-entrypoint" in response.json()["detail"]
+    assert OrgDataFlowv1.objects.get(deployment_id=deployment_id).name == "nightly"

@@ -1,0 +1,245 @@
+"""Routes for moving a block-based (legacy) installation to tasks: read the persisted operation blocks without
+their secrets, and turn a legacy DbtCoreOperation's dbt profile into the Secret-JSON profile the flows read.
+
+The legacy `DbtCliProfile` block shows the warehouse password in clear (its schema declares no secret field),
+so the conversion happens here, inside the proxy: Django names the blocks and never sees the credentials.
+See docs/migration.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import Annotated, Any
+from uuid import UUID
+
+import pydantic
+from fastapi import APIRouter, Depends, Request
+from prefect.client.orchestration import PrefectClient
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel, Field
+
+from proxy import blocks, schemas
+from proxy.errors import InvalidRequest, NotFound
+from proxy.prefect_api import prefect_json
+from proxy.schemas import BlockName, NonEmpty
+
+PAGE_SIZE = 200  # Prefect's largest page
+GIT_PULL_SECRET_ENV = "secret-git-pull-url-block"
+PROFILE_WAREHOUSE_TYPES = ("postgres", "duckdb", "bigquery")
+
+
+# ---------------------------------------------------------------- request and response models
+
+
+class LegacyBlocksDescribe(schemas.Request):
+    block_names: list[BlockName] = Field(min_length=1, max_length=1000)
+
+
+class LegacyDbtProfile(BaseModel):
+    """What a legacy dbt CLI profile is, never its credentials."""
+
+    block_id: UUID | None = Field(default=None, description="The named dbt CLI Profile block referenced, if any")
+    block_name: str | None = None
+    profile_name: str
+    target: str
+    wtype: str
+    target_schema: str
+    threads: int | None = None
+
+
+class LegacyBlock(BaseModel):
+    block_id: UUID
+    block_name: str
+    block_type: str = Field(description="Prefect's block type name, e.g. 'dbt Core Operation'")
+    block_type_slug: str
+    connection_id: str | None = None
+    airbyte_server_block: str | None = None
+    max_wait_seconds: int | None = None
+    commands: list[str] | None = None
+    working_dir: str | None = None
+    project_dir: str | None = None
+    profiles_dir: str | None = None
+    env_keys: list[str] | None = Field(default=None, description="The names of the block's environment variables")
+    git_pull_url_block: str | None = Field(default=None, description=f"The value of env['{GIT_PULL_SECRET_ENV}']")
+    dbt_cli_profile: LegacyDbtProfile | None = None
+
+
+class LegacyBlockList(BaseModel):
+    blocks: list[LegacyBlock]
+    missing: list[str] = Field(description="Names asked for that no (non-anonymous) block document has")
+
+
+class DbtCliProfileFromDbtCore(schemas.Request):
+    dbtcore_block_name: BlockName
+    cli_profile_block_name: BlockName
+    profile: schemas.DbtProfileName | None = Field(
+        default=None, description="Overrides the legacy profile's name and target"
+    )
+    target_schema: NonEmpty | None = Field(default=None, description="Overrides the legacy profile's schema")
+
+
+# ---------------------------------------------------------------- services
+
+
+def _profile_summary(data: dict[str, Any] | None, reference: dict[str, Any] | None) -> LegacyDbtProfile | None:
+    if not isinstance(data, dict) or not isinstance(data.get("target_configs"), dict):
+        return None
+    configs = data["target_configs"]
+    named = reference if reference and not reference.get("is_anonymous") else None
+    return LegacyDbtProfile(
+        block_id=named["id"] if named else None,
+        block_name=named["name"] if named else None,
+        profile_name=str(data.get("name") or ""),
+        target=str(data.get("target") or ""),
+        wtype=str(configs.get("type") or ""),
+        target_schema=str(configs.get("schema") or configs.get("schema_") or ""),
+        threads=configs.get("threads"),
+    )
+
+
+def _reference(document: dict[str, Any], field: str) -> dict[str, Any] | None:
+    return ((document.get("block_document_references") or {}).get(field) or {}).get("block_document")
+
+
+def legacy_block_view(document: dict[str, Any]) -> LegacyBlock:
+    """The non-secret facts of one block document (as Prefect's API returns it, secrets not included)."""
+    data = document.get("data") or {}
+    slug = document["block_type"]["slug"]
+    view = LegacyBlock(
+        block_id=document["id"],
+        block_name=document["name"],
+        block_type=document["block_type"]["name"],
+        block_type_slug=slug,
+    )
+    if slug == "airbyte-connection":
+        server = _reference(document, "airbyte_server")
+        view.connection_id = str(data.get("connection_id") or "") or None
+        view.airbyte_server_block = server["name"] if server and not server.get("is_anonymous") else None
+        view.max_wait_seconds = data.get("max_wait_seconds")
+    if slug in ("shell-operation", "dbt-core-operation"):
+        env = data.get("env") or {}
+        view.commands = list(data.get("commands") or [])
+        view.working_dir = data.get("working_dir")
+        view.env_keys = sorted(env)
+        view.git_pull_url_block = env.get(GIT_PULL_SECRET_ENV)
+    if slug == "dbt-core-operation":
+        view.project_dir = data.get("project_dir")
+        view.profiles_dir = data.get("profiles_dir")
+        view.dbt_cli_profile = _profile_summary(data.get("dbt_cli_profile"), _reference(document, "dbt_cli_profile"))
+    if slug == "dbt-cli-profile":
+        view.dbt_cli_profile = _profile_summary(data, {"id": document["id"], "name": document["name"]})
+    return view
+
+
+async def _documents_named(client: PrefectClient, names: list[str]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        page = await prefect_json(
+            client,
+            "POST",
+            "/block_documents/filter",
+            json={
+                "block_documents": {"name": {"any_": names}, "is_anonymous": {"eq_": False}},
+                "include_secrets": False,
+                "limit": PAGE_SIZE,
+                "offset": len(found),
+            },
+        )
+        found.extend(page)
+        if len(page) < PAGE_SIZE:
+            return found
+
+
+async def legacy_blocks_describe(client: PrefectClient, *, request: LegacyBlocksDescribe) -> LegacyBlockList:
+    names = list(dict.fromkeys(request.block_names))
+    chunks = [names[start : start + PAGE_SIZE] for start in range(0, len(names), PAGE_SIZE)]
+    pages = await asyncio.gather(*(_documents_named(client, chunk) for chunk in chunks))
+    views = [legacy_block_view(document) for page in pages for document in page]
+    seen = {view.block_name for view in views}
+    return LegacyBlockList(blocks=views, missing=[name for name in names if name not in seen])
+
+
+def _dbt_core_operation_class():
+    with warnings.catch_warnings():
+        # prefect_dbt.cli warns on import that it is deprecated; the legacy blocks are made of it
+        warnings.simplefilter("ignore")
+        from prefect_dbt.cli.commands import DbtCoreOperation
+    return DbtCoreOperation
+
+
+async def dbt_cli_profile_from_dbtcore(
+    client: PrefectClient, *, request: DbtCliProfileFromDbtCore
+) -> schemas.DbtCliProfileBlock:
+    """Writes the Secret-JSON dbt profile from a legacy DbtCoreOperation's profile. 409 if the name exists."""
+    name = request.dbtcore_block_name
+    try:
+        operation = await _dbt_core_operation_class().aload(name, client=client)
+    except ValueError as exc:
+        if isinstance(exc.__cause__, ObjectNotFound):
+            raise NotFound(f"no dbt Core Operation block named {name!r}") from None
+        # a validation error would quote the block's fields, credentials included: name the problem only
+        raise InvalidRequest(f"the dbt Core Operation block {name!r} cannot be loaded ({type(exc).__name__})") from None
+    legacy_profile = operation.dbt_cli_profile
+    if legacy_profile is None:
+        raise InvalidRequest(
+            f"the dbt Core Operation block {name!r} has no dbt CLI profile (it reads a profiles.yml on disk): "
+            "create the profile with POST /proxy/blocks/dbtcli/profile/ instead"
+        )
+    configs = dict(legacy_profile.target_configs.get_configs())
+    wtype = configs.pop("type", None)
+    schema = configs.pop("schema", None)
+    threads = configs.pop("threads", None) or 4
+    if wtype not in PROFILE_WAREHOUSE_TYPES:
+        raise InvalidRequest(
+            f"the profile of {name!r} is for a {wtype!r} warehouse; "
+            f"only {', '.join(PROFILE_WAREHOUSE_TYPES)} are supported"
+        )
+    try:
+        create = schemas.DbtCliProfileCreate(
+            cli_profile_block_name=request.cli_profile_block_name,
+            profile=request.profile or schemas.DbtProfileName(name=legacy_profile.name, target=legacy_profile.target),
+            wtype=wtype,
+            target_schema=request.target_schema or schema,
+            credentials=configs,
+            bqlocation=configs.get("location") if wtype == "bigquery" else None,
+            threads=threads,
+        )
+    except pydantic.ValidationError as exc:
+        fields = ", ".join(sorted({".".join(str(part) for part in error["loc"]) for error in exc.errors()}))
+        raise InvalidRequest(f"the profile of {name!r} cannot be converted: invalid {fields}") from None
+    created = await blocks.dbt_cli_profile_create(client, request=create)
+    return schemas.DbtCliProfileBlock(
+        block_id=created.block_id,
+        block_name=created.block_name,
+        profile_name=create.profile.name,
+        target=create.profile.target,
+        wtype=create.wtype,
+        target_schema=create.target_schema,
+        threads=create.threads,
+        bqlocation=create.bqlocation,
+    )
+
+
+# ---------------------------------------------------------------- routes (included in proxy.main's router)
+
+
+async def _prefect_client(request: Request) -> PrefectClient:
+    return await request.app.state.prefect.client()
+
+
+Prefect = Annotated[PrefectClient, Depends(_prefect_client)]
+
+router = APIRouter(tags=["block migration"])
+
+
+@router.post("/legacy/blocks/describe")
+async def describe_legacy_blocks(request: LegacyBlocksDescribe, client: Prefect) -> LegacyBlockList:
+    return await legacy_blocks_describe(client, request=request)
+
+
+@router.post("/blocks/dbtcli/profile/from_dbtcore/", status_code=201)
+async def create_dbt_cli_profile_from_dbtcore(
+    request: DbtCliProfileFromDbtCore, client: Prefect
+) -> schemas.DbtCliProfileBlock:
+    return await dbt_cli_profile_from_dbtcore(client, request=request)
