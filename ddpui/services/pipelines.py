@@ -110,6 +110,18 @@ def _store_links(dataflow: OrgDataFlowv1, orgtasks: list[OrgTask]) -> None:
     )
 
 
+def _prepare(
+    *, org: Org, name: str, connections: list[TaskRef], transform_tasks: list[TaskRef], cron, timezone
+) -> tuple[str, str | None, str | None, list[OrgTask], dict]:
+    """Validates a create/update request and builds its run order and deployment parameters."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("the pipeline name must be 1 to 100 characters")
+    cron, timezone = _validate_schedule(cron, timezone)
+    orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
+    return name, cron, timezone, orgtasks, deployment_parameters(org=org, orgtasks=orgtasks)
+
+
 def pipeline_create(
     *,
     org: Org,
@@ -120,12 +132,9 @@ def pipeline_create(
     cron: str | None,
     timezone: str | None = None,
 ) -> OrgDataFlowv1:
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise InvalidInput("the pipeline name must be 1 to 100 characters")
-    cron, timezone = _validate_schedule(cron, timezone)
-    orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
-    parameters = deployment_parameters(org=org, orgtasks=orgtasks)
+    name, cron, timezone, orgtasks, parameters = _prepare(
+        org=org, name=name, connections=connections, transform_tasks=transform_tasks, cron=cron, timezone=timezone
+    )
     deployment_name = f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}-{uuid.uuid4().hex[:8]}"
     # the deployment first: if the proxy fails, nothing has been stored
     deployment = get_proxy().deployments.create(
@@ -179,12 +188,9 @@ def pipeline_update(
 ) -> OrgDataFlowv1:
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
     _refuse_while_running(dataflow, "update")
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise InvalidInput("the pipeline name must be 1 to 100 characters")
-    cron, timezone = _validate_schedule(cron, timezone)
-    orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
-    parameters = deployment_parameters(org=org, orgtasks=orgtasks)
+    name, cron, timezone, orgtasks, parameters = _prepare(
+        org=org, name=name, connections=connections, transform_tasks=transform_tasks, cron=cron, timezone=timezone
+    )
     deployment = get_proxy().deployment(dataflow.deployment_id)
     if deployment.get().get("entrypoint") == LEGACY_ENTRYPOINT:
         # mid-migration: its runs still read the legacy block parameters, which an edit would drop
