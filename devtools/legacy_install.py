@@ -29,9 +29,11 @@ import subprocess
 import sys
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -94,8 +96,8 @@ def _git(*args: str, cwd: Path) -> None:
     subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_IDENTITY}, check=True, capture_output=True)
 
 
-def _sample_repo(directory: Path, project_dir: Path) -> str:
-    """A bare repository holding the sample dbt project, and a clone of it at project_dir; the bare URL."""
+def _sample_repo(directory: Path, project_dir: Path) -> Path:
+    """A bare repository holding the sample dbt project, and a clone of it at project_dir; the bare repository."""
     bare, author = directory / "sample-dbt.git", directory / "sample-dbt-author"
     _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=directory)
     shutil.copytree(
@@ -108,7 +110,15 @@ def _sample_repo(directory: Path, project_dir: Path) -> str:
     shutil.rmtree(author)
     project_dir.parent.mkdir(parents=True, exist_ok=True)
     _git("clone", "-q", bare.as_uri(), str(project_dir), cwd=directory)
-    return bare.as_uri()
+    return bare
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class _Airbyte:
@@ -176,8 +186,19 @@ def _create_deployment(client, *, flow_id, name: str, slug: str, parameters: dic
 
 
 def build_org(
-    *, name: str, data_dir: Path, airbyte: AirbyteTarget, work_pool: str, schedules_active: bool = False
+    *,
+    name: str,
+    data_dir: Path,
+    airbyte: AirbyteTarget,
+    work_pool: str,
+    schedules_active: bool = False,
+    warehouse_password: str | None = None,
+    git_pull_url: Callable[[Path], str] | None = None,
 ) -> LegacyOrgInstall:
+    """One org. `warehouse_password`: a password the dbt CLI profile and the warehouse credentials Secret hold
+    (DuckDB ignores it), as a legacy profile of a password-protected warehouse would. `git_pull_url`: given the
+    bare repository, the URL the git-pull Secret holds (e.g. an http URL with a token; default: the bare
+    repository's file URL); the org's OrgDbt.gitrepo_url is that URL without its credentials."""
     from django.conf import settings
     from django.db import transaction
     from django.utils import timezone as django_timezone
@@ -196,7 +217,11 @@ def build_org(
     org_dir.mkdir(parents=True, exist_ok=True)
     project_dir = Path(settings.CLIENT_DBT_ROOT) / slug / "dbtrepo"
     warehouse_path = org_dir / "warehouse.duckdb"
-    install = LegacyOrgInstall(name, slug, project_dir, warehouse_path, _sample_repo(org_dir, project_dir))
+    bare = _sample_repo(org_dir, project_dir)
+    pull_url = git_pull_url(bare) if git_pull_url else bare.as_uri()
+    install = LegacyOrgInstall(name, slug, project_dir, warehouse_path, _without_credentials(pull_url))
+    destination_config = {"destination_path": str(warehouse_path), "schema": SOURCE_SCHEMA}
+    password = {"password": warehouse_password} if warehouse_password else {}
 
     # Airbyte: workspace, source, destination, connections
     api = _Airbyte(airbyte)
@@ -210,7 +235,6 @@ def build_org(
             "connectionConfiguration": {"count": 20, "seed": 7},
         },
     )["sourceId"]
-    destination_config = {"destination_path": str(warehouse_path), "schema": SOURCE_SCHEMA}
     destination_id = api.post(
         "/destinations/create/",
         {
@@ -249,9 +273,9 @@ def build_org(
                 "password": airbyte.password,
             },
         )
-        git_secret = saved(Secret, f"{slug}-git-pull-url", "Secret", {"value": install.git_url})
+        git_secret = saved(Secret, f"{slug}-git-pull-url", "Secret", {"value": pull_url})
         warehouse_secret = saved(
-            Secret, f"{slug}-warehouse-credentials", "Secret", {"value": json.dumps(destination_config)}
+            Secret, f"{slug}-warehouse-credentials", "Secret", {"value": json.dumps({**destination_config, **password})}
         )
         profile_block = saved(
             DbtCliProfile,
@@ -264,7 +288,7 @@ def build_org(
                     "type": "duckdb",
                     "schema": DBT_SCHEMA,
                     "threads": 1,
-                    "extras": {"path": str(warehouse_path)},
+                    "extras": {"path": str(warehouse_path), **password},
                     "allow_field_overrides": False,
                     "block_type_slug": TargetConfigs.get_block_type_slug(),
                 },
@@ -436,9 +460,20 @@ def build_legacy_install(
     airbyte: AirbyteTarget,
     work_pool: str,
     schedules_active: bool = False,
+    warehouse_password: str | None = None,
+    git_pull_url: Callable[[Path], str] | None = None,
 ) -> list[LegacyOrgInstall]:
+    """One org per name (see build_org for `warehouse_password` and `git_pull_url`)."""
     return [
-        build_org(name=name, data_dir=data_dir, airbyte=airbyte, work_pool=work_pool, schedules_active=schedules_active)
+        build_org(
+            name=name,
+            data_dir=data_dir,
+            airbyte=airbyte,
+            work_pool=work_pool,
+            schedules_active=schedules_active,
+            warehouse_password=warehouse_password,
+            git_pull_url=git_pull_url,
+        )
         for name in org_names
     ]
 

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentScheduleUpdate
 from prefect.client.schemas.actions import DeploymentUpdate as PrefectDeploymentUpdate
@@ -18,7 +19,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectNotFound
 
 from proxy import schemas
-from proxy.errors import Conflict, InvalidRequest, NotFound
+from proxy.errors import Conflict, InvalidRequest, NotFound, prefect_message
 from proxy.prefect_api import prefect_json
 from proxy.settings import FLOW_NAME_BY_ENTRYPOINT, PARAMETERS_BY_ENTRYPOINT, PIPELINE_ENTRYPOINT, ProxySettings
 
@@ -90,20 +91,29 @@ async def deployment_create(
         schedules.append(
             DeploymentScheduleCreate(schedule=CronSchedule(cron=request.cron, timezone=request.timezone or "UTC"))
         )
-    deployment_id = await client.create_deployment(
-        flow_id=flow_id,
-        name=request.deployment_name,
-        parameters=request.parameters,
-        tags=[request.org_slug],
-        description=request.description,
-        work_pool_name=request.work_pool_name or settings.work_pool,
-        work_queue_name=request.work_queue_name or settings.work_queue,
-        entrypoint=request.entrypoint,
-        path=str(settings.flows_dir),
-        pull_steps=pull_steps(settings),
-        schedules=schedules,
-        enforce_parameter_schema=False,
-    )
+    work_pool = request.work_pool_name or settings.work_pool
+    try:
+        deployment_id = await client.create_deployment(
+            flow_id=flow_id,
+            name=request.deployment_name,
+            parameters=request.parameters,
+            tags=[request.org_slug],
+            description=request.description,
+            work_pool_name=work_pool,
+            work_queue_name=request.work_queue_name or settings.work_queue,
+            entrypoint=request.entrypoint,
+            path=str(settings.flows_dir),
+            pull_steps=pull_steps(settings),
+            schedules=schedules,
+            enforce_parameter_schema=False,
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:  # the only object the request names that Prefect looks up
+            raise InvalidRequest(
+                f"{prefect_message(exc)} (work pool {work_pool!r}): create the work pool "
+                f"(`prefect work-pool create --type process <name>`) or name an existing one"
+            ) from None
+        raise
     return schemas.DeploymentRef(deployment_id=deployment_id, name=request.deployment_name)
 
 
@@ -198,6 +208,13 @@ async def deployments_filter(client: PrefectClient, *, request: schemas.Deployme
     return schemas.DeploymentList(deployments=[deployment_view(deployment) for deployment in found])
 
 
+def adhoc_deployment_name(kind: str, settings: ProxySettings) -> str:
+    """One shared deployment per task kind and work pool (and queue): proxies configured for different pools
+    on one Prefect server must not take the deployment over from each other, as a shared name would."""
+    queue = f"-{settings.work_queue}" if settings.work_queue else ""
+    return f"adhoc-{kind}-{settings.work_pool}{queue}"
+
+
 class AdhocDeployments:
     """The shared deployments that run one ad-hoc task; made on first use and remembered per app instance.
 
@@ -217,7 +234,7 @@ class AdhocDeployments:
             flow_id = await client.create_flow_from_name(FLOW_NAME_BY_ENTRYPOINT[PIPELINE_ENTRYPOINT])
             self._ids[kind] = await client.create_deployment(
                 flow_id=flow_id,
-                name=f"adhoc-{kind}",
+                name=adhoc_deployment_name(kind, self.settings),
                 description=f"Runs one ad-hoc {kind} task for any org (made by the proxy)",
                 tags=[ADHOC_TAG],
                 work_pool_name=self.settings.work_pool,

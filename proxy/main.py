@@ -25,6 +25,7 @@ from proxy.settings import ProxySettings
 _bearer = HTTPBearer(auto_error=False, description="The shared PROXY_TOKEN")
 
 ERROR_RESPONSES = {
+    400: {"model": schemas.ErrorBody, "description": "The body is not valid JSON (or not UTF-8)"},
     401: {"model": schemas.ErrorBody, "description": "Missing or wrong bearer token"},
     404: {"model": schemas.ErrorBody, "description": "Unknown id or name"},
     409: {"model": schemas.ErrorBody, "description": "Conflicts with the current state"},

@@ -14,8 +14,8 @@ from proxy.settings import PIPELINE_ENTRYPOINT
 # Prefect's rule for block document names.
 BLOCK_NAME_PATTERN = r"^[a-z0-9-]{1,200}$"
 BlockName = Annotated[str, StringConstraints(pattern=BLOCK_NAME_PATTERN)]
-# Prefect refuses these characters in flow and deployment names.
-ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><]+$", min_length=1, max_length=200)]
+# Prefect refuses / % & > < in names; ? # and control characters would break the by-name URL it is read back with
+ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><?#\x00-\x1f\x7f]+$", min_length=1, max_length=200)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 Entrypoint = Literal["prefect_flows.py:pipeline_flow", "prefect_flows.py:legacy_pipeline_flow"]
 WarehouseType = Literal["postgres", "duckdb", "bigquery"]

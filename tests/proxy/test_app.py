@@ -102,13 +102,16 @@ def test_an_unreachable_prefect_gives_503(prefect_server):
             assert "unreachable" in response.json()["detail"]
 
 
-def test_a_call_prefect_rejects_gives_502_with_prefects_message(api):
+def test_an_unknown_work_pool_is_the_callers_mistake_with_prefects_message(api, prefect):
+    name = f"x-{uuid.uuid4().hex[:8]}"
     response = api.post(
         "/proxy/v1/deployments/",
-        json={"deployment_name": "x", "org_slug": "acme", "parameters": {}, "work_pool_name": "no-such-pool"},
+        json={"deployment_name": name, "org_slug": "acme", "parameters": {}, "work_pool_name": "no-such-pool"},
     )
-    assert response.status_code == 502
-    assert 'Work pool "no-such-pool" not found' in response.json()["detail"]
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert 'Work pool "no-such-pool" not found' in detail and "prefect work-pool create" in detail
+    assert not [d for d in prefect.read_deployments() if d.name == name]
 
 
 def test_prefects_refusals_are_reported_without_echoing_the_request():

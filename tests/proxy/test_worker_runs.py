@@ -125,7 +125,7 @@ def test_adhoc_shell_and_dbt_tasks_run_on_the_worker(api, prefect, started):
         flow_run_id = started[f"adhoc_{kind}"]
         flow_run = prefect.read_flow_run(flow_run_id)
         deployment = prefect.read_deployment(flow_run.deployment_id)
-        assert deployment.name == f"adhoc-{kind}"
+        assert deployment.name == f"adhoc-{kind}-{TEST_WORK_POOL}"
         assert (deployment.work_pool_name, deployment.entrypoint) == (TEST_WORK_POOL, "prefect_flows.py:pipeline_flow")
         assert org in flow_run.tags
         assert flow_run.parameters["config"]["org_slug"] == org

@@ -10,21 +10,17 @@ messages), logs, artifacts, block documents and automations (the webhook automat
 `manage.py setup_prefect_webhook` makes is set up first; all read through Prefect's REST API), every response of
 the API, the webhook and the proxy seen during the test, the log records of Django and the proxy, the
 Prefect server and worker log files, and the files left in the org's dbt directory.
-Runs of the legacy block migration are not scanned here yet (a later issue).
+Runs of the legacy block migration are scanned in test_secret_scan_migration.py.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import secrets
 import subprocess
-import threading
 import uuid
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -35,34 +31,15 @@ import pytest
 from django.core.management import call_command
 
 from ddpui.prefect_client import get_proxy
-from devtools.airbyte_emulator import EmulatorServer
 from devtools.processes import free_port
 from tests.conftest import PROXY_TEST_TOKEN
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
 
-from .conftest import RecordingClient, unique_email, wait_for_run
+from .conftest import RecordingClient, serve_git_with_token, unique_email, wait_for_run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect, pytest.mark.worker, pytest.mark.slow]
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-class _TokenOnlyFiles(SimpleHTTPRequestHandler):
-    """A git "dumb HTTP" server that serves the repository only to Basic auth oauth2:<token>."""
-
-    authorization = ""
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.headers.get("Authorization") != self.authorization:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format, *args) -> None:  # noqa: A002
-        pass
 
 
 @pytest.fixture
@@ -71,16 +48,8 @@ def git_server(tmp_path):
     bare = Path(urlsplit(make_sample_git_repo(tmp_path)).path)
     subprocess.run(["git", "update-server-info"], cwd=bare, check=True, capture_output=True)
     token = f"gittok{secrets.token_hex(12)}"
-    authorization = "Basic " + base64.b64encode(f"oauth2:{token}".encode()).decode()
-    handler = type("Handler", (_TokenOnlyFiles,), {"authorization": authorization})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(bare.parent)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{bare.name}", token
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_git_with_token(bare.parent, token) as base_url:
+        yield f"{base_url}/{bare.name}", token
 
 
 @pytest.fixture
@@ -104,22 +73,6 @@ def pg_warehouse(pg_dsn):
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
             admin.execute(f"drop database if exists {config['database']} with (force)")
             admin.execute(f"drop role if exists {config['username']}")
-
-
-@pytest.fixture
-def airbyte_with_password(settings, live_services):
-    """An Airbyte emulator of our own whose password is distinctive; Django points at it."""
-    password = f"abpw{secrets.token_hex(12)}"
-    server = EmulatorServer(host="127.0.0.1", port=0, username="airbyte", password=password)
-    server.start()
-    server.configure(sync_seconds=0.2)
-    settings.AIRBYTE_SERVER_HOST = "127.0.0.1"
-    settings.AIRBYTE_SERVER_PORT = server.port
-    settings.AIRBYTE_PASSWORD = password
-    try:
-        yield password
-    finally:
-        server.stop()
 
 
 def _prefect_documents(flow_run_ids: set[str]) -> list[str]:

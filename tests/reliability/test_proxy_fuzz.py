@@ -1,0 +1,239 @@
+"""Fuzzing the proxy: every operation of its own OpenAPI schema (`/openapi.json`), driven by schemathesis over
+real HTTP, against a proxy served by uvicorn in front of the session's real Prefect server.
+
+Proves: no 5xx; every response has a documented status code, content type and body schema; every 4xx carries
+`{"detail": "<message>"}`; an operation that declares the bearer token refuses requests without it.
+Path parameters are either generated or (one case in three) real ids and names seeded beforehand (blocks, a
+deployment, a flow run, an automation), so the handlers behind the 404 are exercised too. No operation is
+excluded: the proxy under test sends deployments and ad-hoc runs to a work pool no worker polls, so a fuzzed
+run starts no real work; what the fuzzing created in Prefect (deployments, automations, blocks) is deleted
+afterwards so that later tests see the session's server as before.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from devtools.processes import free_port
+from proxy.main import create_app
+from proxy.settings import ProxySettings
+
+from .test_api_fuzz import DERANDOMIZE, MAX_EXAMPLES, errors_have_detail
+
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+TOKEN = f"proxy-fuzz-{uuid.uuid4().hex[:8]}"
+FUZZ_POOL = "ddpui-proxy-fuzz-idle"  # no worker polls it
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+    errors_have_detail,
+]
+
+
+class _Served:
+    """A proxy app on uvicorn in a thread on 127.0.0.1, stopped by `stop()`."""
+
+    def __init__(self, settings: ProxySettings):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="proxy-fuzz-uvicorn", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the proxy under fuzzing did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def _ids(prefect: httpx.Client, kind: str) -> set[str]:
+    found: set[str] = set()
+    offset = 0
+    while True:
+        page = prefect.post(f"/{kind}/filter", json={"limit": 200, "offset": offset}).raise_for_status().json()
+        found |= {item["id"] for item in page}
+        if len(page) < 200:
+            return found
+        offset += 200
+
+
+@pytest.fixture
+def fuzzed_proxy(prefect_server):
+    """The proxy (own token, idle pool) and real objects to aim at; afterwards, what the fuzzing made is deleted."""
+    prefect = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60)
+    created = prefect.post("/work_pools/", json={"name": FUZZ_POOL, "type": "process"})
+    assert created.status_code in (201, 409), created.text
+    before = {kind: _ids(prefect, kind) for kind in ("deployments", "automations", "block_documents")}
+
+    settings = ProxySettings.from_env({**os.environ, "PROXY_TOKEN": TOKEN, "PROXY_WORK_POOL": FUZZ_POOL})
+    served = _Served(settings)
+    served.start()
+    api = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    tag = uuid.uuid4().hex[:8]
+
+    def made(response: httpx.Response) -> dict:
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    airbyte = made(
+        api.post(
+            "/proxy/blocks/airbyte/server/",
+            json={
+                "blockName": f"fuzz-{tag}-airbyte",
+                "serverHost": "127.0.0.1",
+                "serverPort": 8001,
+                "username": "airbyte",
+                "password": "fuzz-airbyte-password",
+            },
+        )
+    )
+    secret = made(api.post("/proxy/blocks/secret/", json={"blockName": f"fuzz-{tag}-secret", "secret": "s3cret"}))
+    profile = made(
+        api.post(
+            "/proxy/blocks/dbtcli/profile/",
+            json={
+                "cli_profile_block_name": f"fuzz-{tag}-profile",
+                "profile": {"name": "fuzz"},
+                "wtype": "duckdb",
+                "target_schema": "analytics",
+                "credentials": {"path": "/tmp/fuzz.duckdb"},
+            },
+        )
+    )
+    task = {"seq": 0, "type": "Shell Operation", "slug": "shell", "commands": ["true"], "working_dir": "/tmp"}
+    deployment = made(
+        api.post(
+            "/proxy/v1/deployments/",
+            json={
+                "deployment_name": f"fuzz-{tag}",
+                "org_slug": f"fuzz-{tag}",
+                "parameters": {"config": {"org_slug": f"fuzz-{tag}", "tasks": [task]}},
+                "cron": "0 4 * * *",
+            },
+        )
+    )
+    run = made(api.post(f"/proxy/deployments/{deployment['deployment_id']}/flow_run"))
+    automation_name = f"fuzz-{tag}-notify"
+    made(
+        api.put(
+            "/proxy/automations/flow-run-notifications/",
+            json={
+                "name": automation_name,
+                "url": "http://127.0.0.1:9/webhooks/v1/notification/",
+                "secret_header_name": "X-Fuzz-Secret",
+                "secret": "fuzz-webhook-secret",
+            },
+        )
+    )
+    real_ids = {
+        "block_id": [airbyte["block_id"], secret["block_id"], profile["block_id"]],
+        "block_name": [secret["block_name"]],
+        "deployment_id": [deployment["deployment_id"]],
+        "flow_run_id": [run["flow_run_id"]],
+        "name": [automation_name],
+    }
+    try:
+        yield served.url, real_ids
+    finally:
+        served.stop()
+        # a new client: the fixture's one may hold a keep-alive connection the server has closed meanwhile
+        prefect = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60, headers={"Connection": "close"})
+        for kind in ("automations", "deployments", "block_documents"):
+            for object_id in _ids(prefect, kind) - before[kind]:
+                prefect.delete(f"/{kind}/{object_id}")
+
+
+def describe(error: BaseException, depth: int = 0) -> str:
+    """The error and, for a group (schemathesis failures, hypothesis' "unreliable" reports), what is inside."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, BaseExceptionGroup) and depth < 3:
+        inner = "\n".join(describe(sub, depth + 1) for sub in error.exceptions)
+        text += "\n" + "\n".join("    " + line for line in inner.splitlines())
+    return text
+
+
+def _strategy(operation, real_ids: dict[str, list[str]]):
+    """Generated cases (valid and invalid), plus valid cases whose path parameters are real objects."""
+    strategies = [
+        operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
+        operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
+    ]
+    known = [parameter.name for parameter in operation.path_parameters if parameter.name in real_ids]
+    if known:
+        choices = st.fixed_dictionaries({name: st.sampled_from(real_ids[name]) for name in known})
+        strategies.append(
+            choices.flatmap(
+                lambda fixed: operation.as_strategy(schemathesis.GenerationMode.POSITIVE, path_parameters=fixed)
+            )
+        )
+    return st.one_of(strategies)
+
+
+def test_every_proxy_operation_survives_fuzzing(fuzzed_proxy):
+    url, real_ids = fuzzed_proxy
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    schema.config.generation.update(with_security_parameters=False, allow_extra_parameters=False)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 28, f"the proxy's schema lost operations: {len(operations)}"
+    for operation in operations:
+        for parameter in operation.path_parameters:
+            assert parameter.name in real_ids or parameter.definition.get("schema", {}).get("enum"), (
+                f"{operation.label}: no real ids for path parameter {parameter.name}"
+            )
+    failures: list[str] = []
+    for operation in operations:
+
+        @given(case=_strategy(operation, real_ids))
+        @hypothesis.settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=DERANDOMIZE,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        )
+        def fuzz(case):
+            # correctness, not speed, is checked here: the session's Prefect server (SQLite) can stall for
+            # seconds while its scheduler fills in runs for the cron schedules the fuzzing created
+            case.call_and_validate(headers=headers, checks=CHECKS, timeout=120)
+
+        try:
+            fuzz()
+        except (Exception, BaseExceptionGroup) as error:  # noqa: BLE001 - report every operation's failures at once
+            failures.append(f"{operation.label}:\n{describe(error)}")
+    assert not failures, "\n\n".join(failures)
