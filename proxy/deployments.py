@@ -208,6 +208,49 @@ async def deployments_filter(client: PrefectClient, *, request: schemas.Deployme
     return schemas.DeploymentList(deployments=[deployment_view(deployment) for deployment in found])
 
 
+async def _count(client: PrefectClient, deployment_filter: dict[str, Any]) -> int:
+    return await prefect_json(client, "POST", "/deployments/count", json={"deployments": deployment_filter})
+
+
+async def _ids_and_paused(client: PrefectClient, deployment_filter: dict[str, Any]) -> list[tuple[str, bool]]:
+    found: list[tuple[str, bool]] = []
+    while True:
+        page = await prefect_json(
+            client,
+            "POST",
+            "/deployments/filter",
+            json={"deployments": deployment_filter, "limit": PAGE_SIZE, "offset": len(found)},
+        )
+        found.extend((deployment["id"], bool(deployment.get("paused"))) for deployment in page)
+        if len(page) < PAGE_SIZE:
+            return found
+
+
+async def deployments_schedule_states(
+    client: PrefectClient, *, request: schemas.DeploymentIds
+) -> schemas.ScheduleStates:
+    """Which of the deployments are paused or gone, without reading them all.
+
+    Prefect takes about as long to send a thousand full deployments as the whole pipeline list may take, so
+    two counts come first (all of them, the paused among them); only the exceptions are then read: the
+    paused ones, or, when some are missing, all of them (rare: a deployment deleted behind Django's back).
+    """
+    ids = [str(deployment_id) for deployment_id in dict.fromkeys(request.deployment_ids)]
+    if not ids:
+        return schemas.ScheduleStates(paused=[], missing=[])
+    by_id = {"id": {"any_": ids}}
+    paused_filter = {**by_id, "paused": {"eq_": True}}
+    existing, paused_count = await asyncio.gather(_count(client, by_id), _count(client, paused_filter))
+    if existing == len(ids):
+        paused = await _ids_and_paused(client, paused_filter) if paused_count else []
+        return schemas.ScheduleStates(paused=[deployment_id for deployment_id, _ in paused], missing=[])
+    found = dict(await _ids_and_paused(client, by_id))
+    return schemas.ScheduleStates(
+        paused=[deployment_id for deployment_id, is_paused in found.items() if is_paused],
+        missing=[deployment_id for deployment_id in ids if deployment_id not in found],
+    )
+
+
 def adhoc_deployment_name(kind: str, settings: ProxySettings) -> str:
     """One shared deployment per task kind and work pool (and queue): proxies configured for different pools
     on one Prefect server must not take the deployment over from each other, as a shared name would."""

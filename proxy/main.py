@@ -173,6 +173,11 @@ async def filter_deployments(request: schemas.DeploymentFilter, client: Prefect)
     return await deployments.deployments_filter(client, request=request)
 
 
+@router.post("/deployments/schedule_states", tags=["deployments"])
+async def deployment_schedule_states(request: schemas.DeploymentIds, client: Prefect) -> schemas.ScheduleStates:
+    return await deployments.deployments_schedule_states(client, request=request)
+
+
 @router.delete("/deployments/{deployment_id}", tags=["deployments"])
 async def delete_deployment(deployment_id: UUID, client: Prefect) -> schemas.DeploymentDeleted:
     return await deployments.deployment_delete(client, deployment_id=deployment_id)

@@ -214,6 +214,18 @@ class DeploymentList(BaseModel):
     deployments: list[Deployment]
 
 
+class DeploymentIds(Request):
+    deployment_ids: list[UUID] = Field(max_length=10000)
+
+
+class ScheduleStates(BaseModel):
+    """Of the deployments asked about: those paused and those Prefect does not have; every other one exists
+    with its schedule active. Sized by the exceptions, so a list of a thousand pipelines stays cheap."""
+
+    paused: list[UUID]
+    missing: list[UUID]
+
+
 class DeploymentDeleted(BaseModel):
     deployment_id: UUID
     deleted: bool = True

@@ -216,6 +216,13 @@ class Deployments:
         result = self.proxy.request("POST", "/proxy/deployments/filter", json=body)
         return result["deployments"] if isinstance(result, dict) else result
 
+    def schedule_states(self, *, deployment_ids: list[str]) -> dict[str, set[str]]:
+        """{"paused": ids, "missing": ids} among `deployment_ids`; every other one is active in Prefect."""
+        result = self.proxy.request(
+            "POST", "/proxy/deployments/schedule_states", json={"deployment_ids": deployment_ids}
+        )
+        return {"paused": set(result["paused"]), "missing": set(result["missing"])}
+
 
 class FlowRuns:
     def __init__(self, proxy: PrefectProxy):

@@ -314,10 +314,10 @@ def pipeline_run(
     return {"flow_run_id": run.id, "name": run.name}
 
 
-def _lock_summary(dataflow: OrgDataFlowv1, held: list, last_run: dict | None) -> dict | None:
+def _lock_summary(dataflow_id: int, held: list, last_run: dict | None) -> dict | None:
     if not held:
         return None
-    own = [lock for lock in held if lock.locking_dataflow_id == dataflow.id]
+    own = [lock for lock in held if lock.locking_dataflow_id == dataflow_id]
     lock = own[0] if own else held[0]
     if own:
         running = (
@@ -341,33 +341,40 @@ def pipelines_list(*, org: Org) -> list[dict]:
     """Every orchestrate pipeline with schedule, last run and lock: 3 queries and 2 proxy calls, whatever the count."""
     dataflows = list(
         OrgDataFlowv1.objects.filter(org=org, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE)
-        .prefetch_related("dataflow_orgtasks")
         .order_by("name")
+        .values("id", "name", "deployment_id", "deployment_name", "cron", "timezone")
     )
     if not dataflows:
         return []
-    ids = [d.deployment_id for d in dataflows]
+    # the links as plain pairs: a prefetch would build a model instance and a queryset per link
+    task_ids_by_dataflow: dict[int, list[int]] = {}
+    for dataflow_id, orgtask_id in DataflowOrgTask.objects.filter(
+        dataflow__org=org, dataflow__dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE
+    ).values_list("dataflow_id", "orgtask_id"):
+        task_ids_by_dataflow.setdefault(dataflow_id, []).append(orgtask_id)
+    ids = [d["deployment_id"] for d in dataflows]
     proxy = get_proxy()
-    deployments = {str(d["deployment_id"]): d for d in proxy.deployments.filter(deployment_ids=ids)}
+    states = proxy.deployments.schedule_states(deployment_ids=ids)
     last_runs = {str(r["deployment_id"]): r for r in proxy.flow_runs.filter(deployment_ids=ids, limit_per_deployment=1)}
-    task_ids = {link.orgtask_id for d in dataflows for link in d.dataflow_orgtasks.all()}
-    held = locks.locks_status(orgtask_ids=task_ids)
+    held = locks.locks_status(orgtask_ids={task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
     result = []
     for dataflow in dataflows:
-        deployment = deployments.get(dataflow.deployment_id)
-        last_run = last_runs.get(dataflow.deployment_id)
-        dataflow_locks = [held[link.orgtask_id] for link in dataflow.dataflow_orgtasks.all() if link.orgtask_id in held]
+        deployment_id = dataflow["deployment_id"]
+        missing = deployment_id in states["missing"]
+        last_run = last_runs.get(deployment_id)
+        task_ids = task_ids_by_dataflow.get(dataflow["id"], [])
+        dataflow_locks = [held[task_id] for task_id in task_ids if task_id in held]
         result.append(
             {
-                "name": dataflow.name,
-                "deploymentId": dataflow.deployment_id,
-                "deploymentName": dataflow.deployment_name,
-                "cron": dataflow.cron,
-                "timezone": dataflow.timezone,
-                "isScheduleActive": bool(deployment and deployment.get("is_schedule_active")),
-                "missingInPrefect": deployment is None,
+                "name": dataflow["name"],
+                "deploymentId": deployment_id,
+                "deploymentName": dataflow["deployment_name"],
+                "cron": dataflow["cron"],
+                "timezone": dataflow["timezone"],
+                "isScheduleActive": not missing and deployment_id not in states["paused"],
+                "missingInPrefect": missing,
                 "lastRun": last_run,
-                "lock": _lock_summary(dataflow, dataflow_locks, last_run),
+                "lock": _lock_summary(dataflow["id"], dataflow_locks, last_run),
             }
         )
     return result
@@ -394,5 +401,5 @@ def pipeline_detail(*, org: Org, deployment_id: str) -> dict:
             for seq, t in enumerate(orgtasks)
             if t.task.type != TaskType.AIRBYTE
         ],
-        "lock": _lock_summary(dataflow, list(held.values()), None),
+        "lock": _lock_summary(dataflow.id, list(held.values()), None),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from prefect.client.schemas.schedules import CronSchedule
 
@@ -187,3 +189,28 @@ def test_delete_deployment(api, prefect):
     assert response.json() == {"deployment_id": deployment_id, "deleted": True}
     assert api.get(f"/proxy/deployments/{deployment_id}").status_code == 404
     assert api.delete(f"/proxy/deployments/{deployment_id}").status_code == 404
+
+
+def test_schedule_states_name_only_the_paused_and_the_missing(api, prefect, monkeypatch):
+    active, paused, deleted = (make_deployment(api, cron="0 6 * * *") for _ in range(3))
+    assert api.post(f"/proxy/deployments/{paused}/set_schedule/inactive").status_code == 200
+    assert api.delete(f"/proxy/deployments/{deleted}").status_code == 200
+    never = str(uuid.uuid4())
+
+    def states(ids: list[str]) -> dict:
+        response = api.post("/proxy/deployments/schedule_states", json={"deployment_ids": ids})
+        assert response.status_code == 200, response.text
+        return {key: sorted(value) for key, value in response.json().items()}
+
+    assert states([active]) == {"paused": [], "missing": []}
+    assert states([active, paused, active]) == {"paused": [paused], "missing": []}
+    assert states([active, paused, deleted, never]) == {"paused": [paused], "missing": sorted([deleted, never])}
+    assert states([]) == {"paused": [], "missing": []}
+    # more paused (or existing) deployments than one page of Prefect's holds are all found
+    monkeypatch.setattr("proxy.deployments.PAGE_SIZE", 2)
+    many = [make_deployment(api) for _ in range(3)]
+    for deployment_id in many:
+        api.post(f"/proxy/deployments/{deployment_id}/set_schedule/inactive")
+    assert states([active, *many]) == {"paused": sorted(many), "missing": []}
+    assert states([active, *many, never]) == {"paused": sorted(many), "missing": [never]}
+    assert api.post("/proxy/deployments/schedule_states", json={"deployment_ids": ["nope"]}).status_code == 422

@@ -267,6 +267,31 @@ def test_pipeline_list_costs_the_same_queries_and_proxy_calls_for_1_and_100(live
     assert one[0] == 1 and hundred[0] == 100
     assert one[1:] == hundred[1:]
     assert hundred[2] == 2 and hundred[1] <= 10
+    # these dataflows' deployment ids were never in Prefect
+    listed = client.get("/api/prefect/v1/flows/", **headers).json()
+    assert {(p["missingInPrefect"], p["isScheduleActive"]) for p in listed} == {(True, False)}
+
+
+def test_pipeline_list_shows_paused_and_missing_deployments(live_services, pipeline_org):
+    org, orguser, syncs, t = pipeline_org
+    client = Client()
+    headers = auth_headers(orguser)
+    ids = {}
+    for name in ("active", "paused", "gone"):
+        response = create(client, orguser, name=name, transformTasks=[{"uuid": str(t["dbt-run"].uuid), "seq": 0}])
+        assert response.status_code == 200, response.content
+        ids[name] = response.json()["deploymentId"]
+    assert client.post(f"/api/prefect/v1/flows/{ids['paused']}/set_schedule/inactive", **headers).status_code == 200
+    import os
+
+    # deleted in Prefect behind Django's back (an operator in the Prefect UI)
+    assert httpx.delete(f"{os.environ['PREFECT_API_URL']}/deployments/{ids['gone']}").status_code == 204
+    listed = client.get("/api/prefect/v1/flows/", **headers).json()
+    assert [(p["name"], p["isScheduleActive"], p["missingInPrefect"]) for p in listed] == [
+        ("active", True, False),
+        ("gone", False, True),
+        ("paused", False, False),
+    ]
 
 
 def test_audit_log_is_paginated_for_account_managers(live_services, pipeline_org):
