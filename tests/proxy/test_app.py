@@ -167,6 +167,7 @@ def test_every_route_is_in_the_openapi_with_request_and_response_models(api):
         ("PATCH", "/proxy/v1/deployments/{deployment_id}/entrypoint"),
         ("GET", "/proxy/deployments/{deployment_id}"),
         ("POST", "/proxy/deployments/filter"),
+        ("POST", "/proxy/deployments/schedule_states"),
         ("DELETE", "/proxy/deployments/{deployment_id}"),
         ("POST", "/proxy/deployments/{deployment_id}/set_schedule/{schedule_status}"),
         ("POST", "/proxy/deployments/{deployment_id}/flow_run"),
