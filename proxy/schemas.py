@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from prefect.client.schemas.schedules import CronSchedule
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from proxy.settings import PIPELINE_ENTRYPOINT
 
@@ -52,11 +52,11 @@ class BlockDeleted(BaseModel):
 class AirbyteServerCreate(Request):
     blockName: BlockName
     serverHost: NonEmpty
-    serverPort: int = Field(gt=0, lt=65536)
+    serverPort: StrictInt = Field(gt=0, lt=65536)
     username: str
     password: str
     apiVersion: str = "v1"
-    useSsl: bool = False
+    useSsl: StrictBool = False
 
 
 class AirbyteServerUpdate(Request):
@@ -64,11 +64,11 @@ class AirbyteServerUpdate(Request):
 
     blockName: BlockName
     serverHost: NonEmpty | None = None
-    serverPort: int | None = Field(default=None, gt=0, lt=65536)
+    serverPort: StrictInt | None = Field(default=None, gt=0, lt=65536)
     username: str | None = None
     password: str | None = None
     apiVersion: str | None = None
-    useSsl: bool | None = None
+    useSsl: StrictBool | None = None
 
 
 class AirbyteServerBlock(BlockRef):
@@ -100,7 +100,7 @@ class DbtCliProfileCreate(Request):
     credentials: dict[str, Any] | None = None
     credentials_block_name: BlockName | None = Field(default=None, description=CREDENTIALS_BLOCK_DESCRIPTION)
     bqlocation: str | None = None
-    threads: int = Field(default=4, ge=1, le=64)
+    threads: StrictInt = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _one_source_of_credentials(self):
@@ -120,7 +120,7 @@ class DbtCliProfileUpdate(Request):
     credentials: dict[str, Any] | None = None
     credentials_block_name: BlockName | None = Field(default=None, description=CREDENTIALS_BLOCK_DESCRIPTION)
     bqlocation: str | None = None
-    threads: int | None = Field(default=None, ge=1, le=64)
+    threads: StrictInt | None = Field(default=None, ge=1, le=64)
 
     @model_validator(mode="after")
     def _at_most_one_source_of_credentials(self):
@@ -270,13 +270,13 @@ class FlowRunFilter(Request):
     state_types: list[StateTypeName] | None = None
     start_after: datetime | None = Field(default=None, description="Runs that started at or after this time")
     start_before: datetime | None = Field(default=None, description="Runs that started at or before this time")
-    include_future: bool = Field(
+    include_future: StrictBool = Field(
         default=False, description="Include runs scheduled for later than now (e.g. the next cron runs)"
     )
-    limit_per_deployment: int | None = Field(default=None, ge=1, le=200)
-    limit: int = Field(default=100, ge=1, le=200)
-    include_parameters: bool = False
-    include_task_results: bool = False
+    limit_per_deployment: StrictInt | None = Field(default=None, ge=1, le=200)
+    limit: StrictInt = Field(default=100, ge=1, le=200)
+    include_parameters: StrictBool = False
+    include_task_results: StrictBool = False
 
     @model_validator(mode="after")
     def _per_deployment_needs_ids(self):
@@ -320,7 +320,7 @@ class TaskConfig(BaseModel):
 
     type: NonEmpty
     slug: NonEmpty
-    seq: int = 0
+    seq: StrictInt = 0
     commands: list[NonEmpty] = Field(min_length=1)
 
 

@@ -6,19 +6,15 @@ git repositories in tmp, dbt on a copy of the sample project, DuckDB files and P
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 import warnings
 from dataclasses import dataclass
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -44,6 +40,7 @@ from devtools.airbyte_emulator import (
     SAMPLE_SOURCE_DEFINITION_ID,
     EmulatorServer,
 )
+from tests.support.git_http import serve_git_with_token
 
 with warnings.catch_warnings():
     # the tests build legacy blocks with prefect_dbt.cli, which warns on import that it is deprecated
@@ -285,36 +282,12 @@ def dbt_repo(tmp_path) -> DbtRepo:
     return DbtRepo(bare=bare, work=work, author=author)
 
 
-class _TokenProtectedFiles(SimpleHTTPRequestHandler):
-    """Serves a bare repository over git's "dumb" HTTP protocol, only to Basic auth with the token."""
-
-    expected_authorization = ""
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.headers.get("Authorization") != self.expected_authorization:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format, *args) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture
 def tokenised_remote_url(dbt_repo):
     """An https-style remote URL of dbt_repo with an OAuth token in it, served on 127.0.0.1."""
     token = f"tok-{secrets.token_hex(12)}"
-    authorization = "Basic " + base64.b64encode(f"oauth2:{token}".encode()).decode()
-    handler = type("Handler", (_TokenProtectedFiles,), {"expected_authorization": authorization})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(dbt_repo.bare.parent)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield f"http://oauth2:{token}@127.0.0.1:{server.server_address[1]}/{dbt_repo.bare.name}"
-    server.shutdown()
-    server.server_close()
+    with serve_git_with_token(dbt_repo.bare.parent, token) as base_url:
+        yield base_url.replace("http://", f"http://oauth2:{token}@", 1) + f"/{dbt_repo.bare.name}"
 
 
 @pytest.fixture(scope="session")

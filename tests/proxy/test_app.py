@@ -136,6 +136,15 @@ def test_invalid_bodies_get_422_with_a_readable_detail(api):
     response = api.post("/proxy/blocks/secret/", json={"blockName": "ok-name", "secret": "s", "extra": 1})
     assert response.status_code == 422
     assert api.get("/proxy/deployments/not-a-uuid").status_code == 422
+    # numbers and flags are taken as the schema types them: no booleans for integers, no strings for either
+    shell = {"type": "Shell Operation", "slug": "s", "commands": ["true"], "working_dir": "/tmp"}
+    for bad in ({"seq": False}, {"seq": "1"}, {"seq": 1.5}):
+        response = api.post("/proxy/flows/shell/run/", json={"org_slug": "acme", "task": {**shell, **bad}})
+        assert response.status_code == 422, (bad, response.text)
+        assert "seq" in response.json()["detail"]
+    response = api.post("/proxy/flow_runs/filter", json={"limit": True, "include_parameters": "yes"})
+    assert response.status_code == 422
+    assert "limit" in response.json()["detail"] and "include_parameters" in response.json()["detail"]
 
 
 def test_an_unexpected_error_is_a_json_500_without_a_stack_trace(api, monkeypatch):

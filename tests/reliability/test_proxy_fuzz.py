@@ -18,41 +18,20 @@ import time
 import uuid
 
 import httpx
-import hypothesis
 import pytest
 import schemathesis
 import uvicorn
-from hypothesis import HealthCheck, given
-from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    ignored_auth,
-    negative_data_rejection,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from devtools.processes import free_port
 from proxy.main import create_app
 from proxy.settings import ProxySettings
 
-from .test_api_fuzz import DERANDOMIZE, MAX_EXAMPLES, errors_have_detail
+from .fuzzing import fuzz_failures, operations_of
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 TOKEN = f"proxy-fuzz-{uuid.uuid4().hex[:8]}"
 FUZZ_POOL = "ddpui-proxy-fuzz-idle"  # no worker polls it
-
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-    negative_data_rejection,
-    ignored_auth,
-    errors_have_detail,
-]
 
 
 class _Served:
@@ -177,63 +156,11 @@ def fuzzed_proxy(prefect_server):
                 prefect.delete(f"/{kind}/{object_id}")
 
 
-def describe(error: BaseException, depth: int = 0) -> str:
-    """The error and, for a group (schemathesis failures, hypothesis' "unreliable" reports), what is inside."""
-    text = f"{type(error).__name__}: {error}"
-    if isinstance(error, BaseExceptionGroup) and depth < 3:
-        inner = "\n".join(describe(sub, depth + 1) for sub in error.exceptions)
-        text += "\n" + "\n".join("    " + line for line in inner.splitlines())
-    return text
-
-
-def _strategy(operation, real_ids: dict[str, list[str]]):
-    """Generated cases (valid and invalid), plus valid cases whose path parameters are real objects."""
-    strategies = [
-        operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
-        operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
-    ]
-    known = [parameter.name for parameter in operation.path_parameters if parameter.name in real_ids]
-    if known:
-        choices = st.fixed_dictionaries({name: st.sampled_from(real_ids[name]) for name in known})
-        strategies.append(
-            choices.flatmap(
-                lambda fixed: operation.as_strategy(schemathesis.GenerationMode.POSITIVE, path_parameters=fixed)
-            )
-        )
-    return st.one_of(strategies)
-
-
 def test_every_proxy_operation_survives_fuzzing(fuzzed_proxy):
     url, real_ids = fuzzed_proxy
-    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-    schema.config.generation.update(with_security_parameters=False, allow_extra_parameters=False)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 28, f"the proxy's schema lost operations: {len(operations)}"
-    for operation in operations:
-        for parameter in operation.path_parameters:
-            assert parameter.name in real_ids or parameter.definition.get("schema", {}).get("enum"), (
-                f"{operation.label}: no real ids for path parameter {parameter.name}"
-            )
-    failures: list[str] = []
-    for operation in operations:
-
-        @given(case=_strategy(operation, real_ids))
-        @hypothesis.settings(
-            max_examples=MAX_EXAMPLES,
-            deadline=None,
-            derandomize=DERANDOMIZE,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-        )
-        def fuzz(case):
-            # correctness, not speed, is checked here: the session's Prefect server (SQLite) can stall for
-            # seconds while its scheduler fills in runs for the cron schedules the fuzzing created
-            case.call_and_validate(headers=headers, checks=CHECKS, timeout=120)
-
-        try:
-            fuzz()
-        except (Exception, BaseExceptionGroup) as error:  # noqa: BLE001 - report every operation's failures at once
-            failures.append(f"{operation.label}:\n{describe(error)}")
+    operations = operations_of(schemathesis.openapi.from_url(f"{url}/openapi.json"), real_ids)
+    assert len(operations) >= 32, f"the proxy's schema lost operations: {len(operations)}"
+    # correctness, not speed, is checked here: the session's Prefect server (SQLite) can stall for seconds
+    # while its scheduler fills in runs for the cron schedules the fuzzing created
+    failures = fuzz_failures(operations, real_ids, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
     assert not failures, "\n\n".join(failures)

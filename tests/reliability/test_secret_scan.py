@@ -33,9 +33,10 @@ from django.core.management import call_command
 from ddpui.prefect_client import get_proxy
 from devtools.processes import free_port
 from tests.conftest import PROXY_TEST_TOKEN
+from tests.support.git_http import serve_git_with_token
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
 
-from .conftest import RecordingClient, serve_git_with_token, unique_email, wait_for_run
+from .conftest import RecordingClient, unique_email, wait_for_run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect, pytest.mark.worker, pytest.mark.slow]
 

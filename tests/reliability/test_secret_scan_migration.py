@@ -54,8 +54,9 @@ from ddpui.models import PrefectFlowRun
 from ddpui.prefect_client import get_proxy
 from devtools.legacy_install import AirbyteTarget, build_legacy_install
 from tests.conftest import PROXY_TEST_TOKEN
+from tests.support.git_http import serve_git_with_token
 
-from .conftest import RecordingClient, serve_git_with_token, unique_email, wait_for_run
+from .conftest import RecordingClient, unique_email, wait_for_run
 from .test_secret_scan import TERMINAL, _files, _prefect_documents
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect, pytest.mark.worker, pytest.mark.slow]
