@@ -38,7 +38,10 @@ def unique(prefix: str) -> str:
 
 
 def proxy_settings(**env: str) -> ProxySettings:
-    return ProxySettings.from_env({**os.environ, "PROXY_TOKEN": TOKEN, "PROXY_WORK_POOL": TEST_WORK_POOL, **env})
+    # More retries than the default 3: the session's Prefect server runs on SQLite, which answers 503 ("database
+    # is locked") while a long write holds it, e.g. its scheduler filling in runs for the suite's cron schedules.
+    base = {"PROXY_TOKEN": TOKEN, "PROXY_WORK_POOL": TEST_WORK_POOL, "PROXY_PREFECT_RETRIES": "6"}
+    return ProxySettings.from_env({**os.environ, **base, **env})
 
 
 @pytest.fixture(scope="session")
