@@ -7,12 +7,46 @@ import logging
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 
 from ddpui.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+class TextRefused(ValueError):
+    """Input text the database cannot store; answered 422 with this message."""
+
+
+class TextParser(Parser):
+    """JSON bodies and query strings, refusing NUL characters: PostgreSQL cannot store them in text, so they
+    would otherwise end in a database error (a 500) instead of a message saying what to fix."""
+
+    def parse_body(self, request):
+        data = super().parse_body(request)
+        if _has_nul(data):
+            raise TextRefused("invalid request: text may not contain NUL characters (\\u0000)")
+        return data
+
+    def parse_querydict(self, data, list_fields, request):
+        result = super().parse_querydict(data, list_fields, request)
+        if _has_nul(result):
+            raise TextRefused("invalid request: query parameters may not contain NUL characters")
+        return result
+
+
 api = NinjaAPI(
+    parser=TextParser(),
     title="ddpui API",
     version="1.0.0",
     description="Orchestration backend: organizations, warehouses, Airbyte connections, dbt tasks and pipelines.",
@@ -51,8 +85,15 @@ def on_not_found(request, exc):
     return _detail(request, 404, "not found")
 
 
+@api.exception_handler(TextRefused)
+def on_text_refused(request, exc: TextRefused):
+    return _detail(request, 422, str(exc))
+
+
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, TextRefused):  # ninja wraps any body parser error in a 400 "Cannot parse"
+        return on_text_refused(request, exc.__cause__)
     return _detail(request, exc.status_code, str(exc.message))
 
 

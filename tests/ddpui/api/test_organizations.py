@@ -57,6 +57,13 @@ def test_org_creation_needs_a_token_and_a_name(api, live):
     assert missing.status_code == 422 and "name" in missing.json()["detail"]
     blank = api.post("/api/v1/organizations/", {"name": "  !! "}, headers=bearer(make_user()))
     assert blank.status_code == 400 and "letters or digits" in blank.json()["detail"]
+    # PostgreSQL cannot store NUL in text: refused with a message before it reaches the database
+    before = Org.objects.count()
+    nul = api.post("/api/v1/organizations/", {"name": "Rural\u0000Health"}, headers=bearer(make_user()))
+    assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
+    nested = api.post("/api/v1/organizations/", {"name": "ok", "x": {"y": ["\u0000"]}}, headers=bearer(make_user()))
+    assert nested.status_code == 422 and "NUL" in nested.json()["detail"]
+    assert Org.objects.count() == before
 
 
 def test_workspace_attach_only_for_an_org_without_one(api, live, new_org, emulator):
