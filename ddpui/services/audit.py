@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from ddpui.models.audit import AuditEvent
 from ddpui.models.org import Org, OrgUser
+
+
+class AuditAction(StrEnum):
+    """Every action the audit trail records, in one place: `<object>.<verb>`."""
+
+    PIPELINE_CREATED = "pipeline.created"
+    PIPELINE_UPDATED = "pipeline.updated"
+    PIPELINE_DELETED = "pipeline.deleted"
+    PIPELINE_SCHEDULE_RESUMED = "pipeline.schedule_resumed"
+    PIPELINE_SCHEDULE_PAUSED = "pipeline.schedule_paused"
+    PIPELINE_RUN_TRIGGERED = "pipeline.run_triggered"
+    RUN_CANCELLED = "run.cancelled"
+    RUN_CANCELLED_OVERLAP = "run.cancelled_overlap"
+    LOCKS_TAKEN = "locks.taken"
+    LOCKS_RELEASED = "locks.released"
+    MIGRATION_PHASE_1 = "migration.1"
+    MIGRATION_PHASE_2 = "migration.2"
+    MIGRATION_PHASE_3 = "migration.3"
+    MIGRATION_SWITCH_ENTRYPOINT = "migration.switch-entrypoint"
+    MIGRATION_ROLLBACK_ENTRYPOINT = "migration.rollback-entrypoint"
 
 
 def audit_record(
     *,
     org: Org | None,
-    action: str,
+    action: AuditAction,
     object_type: str,
     object_id: str = "",
     orguser: OrgUser | None = None,
@@ -20,7 +42,7 @@ def audit_record(
         org=org,
         orguser=orguser,
         actor=actor or (orguser.user.email if orguser is not None else "system"),
-        action=action,
+        action=AuditAction(action).value,
         object_type=object_type,
         object_id=str(object_id),
         details=details or {},

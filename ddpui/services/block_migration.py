@@ -27,7 +27,7 @@ from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgWarehouse, Wareh
 from ddpui.models.tasks import OrgTask, Task, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.prefect_client.client import BlockMigration
-from ddpui.services.audit import audit_record
+from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.orgs import block_name_for
 from ddpui.services.pipelines import dataflow_orgtasks
 from ddpui.services.task_config import AIRBYTE_TYPE, DBT_TYPE, GIT_PULL_SECRET_ENV, SHELL_TYPE, deployment_parameters
@@ -1061,7 +1061,7 @@ def migration_run_org(*, org: Org, phase: str, dry_run: bool, report: Callable[[
                 report(f"  done: {change.description}")
             audit_record(
                 org=org,
-                action=f"migration.{phase}",
+                action=AuditAction(f"migration.{phase}"),
                 object_type="org",
                 object_id=org.slug,
                 actor="migrate_blocks_to_tasks",

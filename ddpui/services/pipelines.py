@@ -17,7 +17,7 @@ from ddpui.models.org import Org, OrgUser
 from ddpui.models.tasks import OrgTask, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks
-from ddpui.services.audit import audit_record
+from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.run_states import run_state_apply
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 
@@ -155,7 +155,7 @@ def pipeline_create(
             audit_record(
                 org=org,
                 orguser=orguser,
-                action="pipeline.created",
+                action=AuditAction.PIPELINE_CREATED,
                 object_type="pipeline",
                 object_id=deployment.id,
                 details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
@@ -209,7 +209,7 @@ def pipeline_update(
             audit_record(
                 org=org,
                 orguser=orguser,
-                action="pipeline.updated",
+                action=AuditAction.PIPELINE_UPDATED,
                 object_type="pipeline",
                 object_id=dataflow.deployment_id,
                 details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
@@ -229,7 +229,7 @@ def pipeline_delete(*, org: Org, orguser: OrgUser, deployment_id: str) -> None:
         audit_record(
             org=org,
             orguser=orguser,
-            action="pipeline.deleted",
+            action=AuditAction.PIPELINE_DELETED,
             object_type="pipeline",
             object_id=dataflow.deployment_id,
             details={"name": dataflow.name},
@@ -243,7 +243,7 @@ def pipeline_set_schedule(*, org: Org, orguser: OrgUser, deployment_id: str, act
     audit_record(
         org=org,
         orguser=orguser,
-        action="pipeline.schedule_resumed" if active else "pipeline.schedule_paused",
+        action=AuditAction.PIPELINE_SCHEDULE_RESUMED if active else AuditAction.PIPELINE_SCHEDULE_PAUSED,
         object_type="pipeline",
         object_id=dataflow.deployment_id,
         details={"name": dataflow.name},
@@ -306,7 +306,7 @@ def pipeline_run(
     audit_record(
         org=org,
         orguser=orguser,
-        action="pipeline.run_triggered",
+        action=AuditAction.PIPELINE_RUN_TRIGGERED,
         object_type="pipeline",
         object_id=dataflow.deployment_id,
         details={"flow_run_id": run.id, "name": dataflow.name, "locked_tasks": len(held)},

@@ -11,7 +11,7 @@ from ddpui.models.locks import TaskLock
 from ddpui.models.org import Org
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks
-from ddpui.services.audit import audit_record
+from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.run_states import LIVE_STATES, run_state_apply
 
 
@@ -28,7 +28,7 @@ def locks_reconcile(*, grace_seconds: int = 300) -> list[str]:
         for lock in orphans:
             audit_record(
                 org=lock.orgtask.org,
-                action="locks.released",
+                action=AuditAction.LOCKS_RELEASED,
                 object_type="orgtask",
                 object_id=str(lock.orgtask.uuid),
                 actor="reconciler",

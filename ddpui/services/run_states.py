@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org
 from ddpui.services import locks
-from ddpui.services.audit import audit_record
+from ddpui.services.audit import AuditAction, audit_record
 
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 LIVE_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"})
@@ -85,7 +85,7 @@ def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool
         if released:
             audit_record(
                 org=record.org,
-                action="locks.released",
+                action=AuditAction.LOCKS_RELEASED,
                 object_type="flow_run",
                 object_id=flow_run_id,
                 actor=f"run {flow_run_id}",

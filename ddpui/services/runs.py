@@ -10,7 +10,7 @@ from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org, OrgUser
 from ddpui.prefect_client import ProxyNotFound, get_proxy
-from ddpui.services.audit import audit_record
+from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.pipelines import dataflow_get
 from ddpui.services.run_states import is_terminal, run_state_apply
 
@@ -75,7 +75,7 @@ def run_cancel(*, org: Org, orguser: OrgUser, flow_run_id: str) -> PrefectFlowRu
     audit_record(
         org=org,
         orguser=orguser,
-        action="run.cancelled",
+        action=AuditAction.RUN_CANCELLED,
         object_type="flow_run",
         object_id=flow_run_id,
         details={"state": record.state_name or record.state_type},

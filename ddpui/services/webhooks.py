@@ -22,7 +22,7 @@ from ddpui.models.locks import TaskLock
 from ddpui.models.org import OrgUser, OrgUserRole
 from ddpui.prefect_client import LOG_PAGE_LIMIT, ProxyNotFound, get_proxy
 from ddpui.services import locks
-from ddpui.services.audit import audit_record
+from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.pipelines import dataflow_orgtasks
 from ddpui.services.run_states import LIVE_STATES, is_terminal, run_state_apply
 
@@ -88,7 +88,7 @@ def _lock_scheduled_run(*, dataflow: OrgDataFlowv1, run: dict) -> str:
         PrefectFlowRun.objects.filter(pk=record.pk).update(state_message=message[:2000])
         audit_record(
             org=dataflow.org,
-            action="run.cancelled_overlap",
+            action=AuditAction.RUN_CANCELLED_OVERLAP,
             object_type="flow_run",
             object_id=flow_run_id,
             actor="system",
@@ -97,7 +97,7 @@ def _lock_scheduled_run(*, dataflow: OrgDataFlowv1, run: dict) -> str:
         return message
     audit_record(
         org=dataflow.org,
-        action="locks.taken",
+        action=AuditAction.LOCKS_TAKEN,
         object_type="flow_run",
         object_id=flow_run_id,
         actor=f"run {flow_run_id}",
