@@ -8,7 +8,7 @@ from django.utils.text import slugify
 from rest_framework.authtoken.models import Token
 
 from ddpui.errors import InvalidInput, NotAuthenticated
-from ddpui.models.org import Org, OrgUser, OrgUserRole
+from ddpui.models.org import Org, OrgUser, OrgUserRole, OrgWarehouse
 
 User = get_user_model()
 
@@ -23,6 +23,14 @@ def user_login(*, email: str, password: str) -> Token:
 
 def memberships_for_user(*, user) -> list[OrgUser]:
     return list(OrgUser.objects.filter(user=user).select_related("org").order_by("org__name"))
+
+
+def warehouse_types_for(*, orgs: list[Org]) -> dict[int, str]:
+    """org id -> the type of its (first, i.e. default) warehouse, for the orgs that have one. One query."""
+    types: dict[int, str] = {}
+    for org_id, wtype in OrgWarehouse.objects.filter(org__in=orgs).order_by("id").values_list("org_id", "wtype"):
+        types.setdefault(org_id, wtype)
+    return types
 
 
 def org_slug_for(name: str) -> str:

@@ -55,6 +55,8 @@ def _pipeline_body(a: dict) -> dict:
 ROUTES: dict[tuple[str, str], Callable[[dict], dict | None]] = {
     ("POST", "/api/v1/login/"): lambda a: {"email": a["email"], "password": "not-a-password"},
     ("GET", "/api/v1/currentuser"): lambda a: None,
+    ("POST", "/api/login/"): lambda a: {"username": a["email"], "password": "not-a-password"},
+    ("GET", "/api/currentuserv2"): lambda a: None,
     ("POST", "/api/v1/organizations/"): lambda a: {"name": a["org_name"]},
     ("POST", "/api/v1/organizations/warehouse/"): lambda a: {
         "wtype": "duckdb",
