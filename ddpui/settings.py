@@ -56,11 +56,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # outermost: turns any error answer under /api/ and /webhooks/ into JSON, even one from a middleware below
+    # first: answers preflights before anything can redirect or refuse them, and adds its headers to every answer
+    # (the JSON error answers made below included), so the web app can read each error's detail
+    "corsheaders.middleware.CorsMiddleware",
+    # outermost after CORS: turns any error answer under /api/ and /webhooks/ into JSON, even one from a middleware below
     "ddpui.middleware.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, so a preflight is answered, not redirected
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -143,3 +143,12 @@ def test_cors_a_disallowed_origin_gets_no_cors_headers(settings):
 def test_cors_is_limited_to_the_api(settings):
     response = Client().get("/admin/login/", headers={"Origin": WEBAPP_ORIGIN})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_cors_headers_are_on_error_answers_too_so_the_web_app_reads_their_detail():
+    client = Client()
+    unknown = client.get("/api/no/such/path/", headers={"Origin": WEBAPP_ORIGIN})
+    refused = client.post("/api/login/", {}, content_type="application/json", headers={"Origin": WEBAPP_ORIGIN})
+    for response, status in ((unknown, 404), (refused, 422)):
+        assert response.status_code == status and response.json()["detail"]
+        assert response.headers["Access-Control-Allow-Origin"] == WEBAPP_ORIGIN
