@@ -59,7 +59,7 @@ MIDDLEWARE = [
     # first: answers preflights before anything can redirect or refuse them, and adds its headers to every answer
     # (the JSON error answers made below included), so the web app can read each error's detail
     "corsheaders.middleware.CorsMiddleware",
-    # outermost after CORS: turns any error answer under /api/ and /webhooks/ into JSON, even one from a middleware below
+    # next: turns any error answer under /api/ and /webhooks/ into JSON, even one from a middleware below
     "ddpui.middleware.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
