@@ -37,6 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ddpcontract.flows import Entrypoint, FlowName
+from ddpcontract.tasks import GIT_PULL_SECRET_ENV_KEY, TaskType
 from devtools.airbyte_emulator import DUCKDB_DESTINATION_DEFINITION_ID, SAMPLE_SOURCE_DEFINITION_ID
 from devtools.processes import REPO_ROOT
 
@@ -45,8 +47,8 @@ SOURCE_SCHEMA = "airbyte_raw"  # the schema the sample dbt project reads (docs/d
 DBT_SCHEMA = "analytics"
 DBT_PROFILE_NAME = "ddpui"  # `profile:` of the sample project
 DBT_TARGET = "dev"
-LEGACY_ENTRYPOINT = "prefect_flows.py:legacy_pipeline_flow"
-LEGACY_FLOW_NAME = "legacy-pipeline"
+LEGACY_ENTRYPOINT = Entrypoint.LEGACY_PIPELINE
+LEGACY_FLOW_NAME = FlowName.LEGACY_PIPELINE
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "ddpui legacy install",
     "GIT_AUTHOR_EMAIL": "legacy@ddpui.invalid",
@@ -300,7 +302,7 @@ def build_org(
             connection_blocks[connection_name] = saved(
                 AirbyteConnection,
                 f"{slug}-{slugify(connection_name)}-connection",
-                "Airbyte Connection",
+                TaskType.AIRBYTE_CONNECTION,
                 {
                     "airbyte_server": reference(server_block),
                     "connection_id": install.connections[connection_name],
@@ -312,11 +314,11 @@ def build_org(
         git_block = saved(
             ShellOperation,
             f"{slug}-git-pull",
-            "Shell Operation",
+            TaskType.SHELL_OPERATION,
             {
                 "commands": ["git pull"],
                 "working_dir": str(project_dir),
-                "env": {"secret-git-pull-url-block": git_secret},
+                "env": {GIT_PULL_SECRET_ENV_KEY: git_secret},
             },
             command="git-pull",
             seq=0,
@@ -326,7 +328,7 @@ def build_org(
             dbt_blocks[suffix] = saved(
                 DbtCoreOperation,
                 f"{slug}-{DBT_PROFILE_NAME}-{DBT_TARGET}-{suffix}",
-                "dbt Core Operation",
+                TaskType.DBT_CORE_OPERATION,
                 {
                     "commands": [command],
                     "project_dir": str(project_dir),
@@ -342,9 +344,9 @@ def build_org(
             )
 
         def dbt_entries(*items: str) -> list[dict]:
-            entries = [{"blockName": git_block, "seq": 0, "blockType": "Shell Operation"}]
+            entries = [{"blockName": git_block, "seq": 0, "blockType": TaskType.SHELL_OPERATION}]
             return entries + [
-                {"blockName": dbt_blocks[item], "seq": seq, "blockType": "dbt Core Operation"}
+                {"blockName": dbt_blocks[item], "seq": seq, "blockType": TaskType.DBT_CORE_OPERATION}
                 for seq, item in enumerate(items, start=1)
             ]
 

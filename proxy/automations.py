@@ -21,10 +21,10 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from pydantic import AnyHttpUrl, BaseModel, StringConstraints
 
+from ddpcontract.tasks import BLOCK_NAME_PATTERN, BlockName
 from proxy import schemas
 from proxy.errors import NotFound
 from proxy.prefect_api import prefect_json
-from proxy.schemas import BLOCK_NAME_PATTERN, BlockName
 
 WEBHOOK_SLUG = CustomWebhookNotificationBlock.get_block_type_slug()
 SECRET_KEY = "webhook_secret"

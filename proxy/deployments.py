@@ -18,10 +18,11 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId,
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectNotFound
 
+from ddpcontract.flows import FLOW_NAME_BY_ENTRYPOINT, PARAMETERS_BY_ENTRYPOINT, Entrypoint
 from proxy import schemas
 from proxy.errors import Conflict, InvalidRequest, NotFound, prefect_message
 from proxy.prefect_api import prefect_json
-from proxy.settings import FLOW_NAME_BY_ENTRYPOINT, PARAMETERS_BY_ENTRYPOINT, PIPELINE_ENTRYPOINT, ProxySettings
+from proxy.settings import ProxySettings
 
 PAGE_SIZE = 200  # Prefect's largest page (PREFECT_API_DEFAULT_LIMIT)
 ADHOC_TAG = "adhoc"
@@ -274,7 +275,7 @@ class AdhocDeployments:
 
     async def deployment_id(self, client: PrefectClient, *, kind: str) -> UUID:
         if kind not in self._ids:
-            flow_id = await client.create_flow_from_name(FLOW_NAME_BY_ENTRYPOINT[PIPELINE_ENTRYPOINT])
+            flow_id = await client.create_flow_from_name(FLOW_NAME_BY_ENTRYPOINT[Entrypoint.PIPELINE])
             self._ids[kind] = await client.create_deployment(
                 flow_id=flow_id,
                 name=adhoc_deployment_name(kind, self.settings),
@@ -282,7 +283,7 @@ class AdhocDeployments:
                 tags=[ADHOC_TAG],
                 work_pool_name=self.settings.work_pool,
                 work_queue_name=self.settings.work_queue,
-                entrypoint=PIPELINE_ENTRYPOINT,
+                entrypoint=Entrypoint.PIPELINE,
                 path=str(self.settings.flows_dir),
                 pull_steps=pull_steps(self.settings),
                 enforce_parameter_schema=False,

@@ -28,15 +28,16 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, Cancelling, Scheduled
 
+from ddpcontract.flows import RESULTS_ARTIFACT_KEY
+from ddpcontract.states import TERMINAL_STATES
+from ddpcontract.tasks import TaskConfig
 from proxy import schemas
 from proxy.deployments import PAGE_SIZE, AdhocDeployments
 from proxy.errors import Conflict, NotFound
 from proxy.prefect_api import prefect_json
 
-TASK_RESULTS_KEY = "task-results"
 # Prefect's client shares 16 connections; more concurrent calls would only queue inside it.
 MAX_CONCURRENT_PREFECT_CALLS = 16
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 def _parse_table(data: Any) -> list[dict[str, Any]] | None:
@@ -78,7 +79,7 @@ def flow_run_view(
 async def _task_results(client: PrefectClient, flow_run_ids: list[Any]) -> dict[str, list[dict[str, Any]] | None]:
     """The newest "task-results" table of each run (keyed by run id as a string), in one Prefect call."""
     artifact_filter = ArtifactFilter(
-        key=ArtifactFilterKey(any_=[TASK_RESULTS_KEY]), flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids)
+        key=ArtifactFilterKey(any_=[RESULTS_ARTIFACT_KEY]), flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids)
     )
     artifacts = await prefect_json(
         client,
@@ -139,10 +140,10 @@ async def flow_run_create(
 
 
 async def adhoc_task_run(
-    client: PrefectClient, *, adhoc: AdhocDeployments, kind: str, org_slug: str, task: dict[str, Any]
+    client: PrefectClient, *, adhoc: AdhocDeployments, kind: str, org_slug: str, task: TaskConfig
 ) -> schemas.FlowRunRef:
     """Start one task on a worker through the shared ad-hoc deployment of its kind; returns at once."""
-    parameters = {"config": {"org_slug": org_slug, "tasks": [task]}}
+    parameters = {"config": {"org_slug": org_slug, "tasks": [task.model_dump(mode="json", exclude_none=True)]}}
     tags = [org_slug, f"adhoc-{kind}"]
     deployment_id = await adhoc.deployment_id(client, kind=kind)
     try:
@@ -249,7 +250,7 @@ async def flow_run_logs(client: PrefectClient, *, flow_run_id: UUID, offset: int
             "limit": limit,
         },
     )
-    finished = (flow_run.get("state") or {}).get("type") in TERMINAL
+    finished = (flow_run.get("state") or {}).get("type") in TERMINAL_STATES
     more = len(logs) == limit or not finished
     return schemas.FlowRunLogs(
         logs=[
@@ -290,12 +291,12 @@ async def flow_run_cancel(client: PrefectClient, *, flow_run_id: UUID) -> schema
     """A run not yet picked up is Cancelled at once; a started one goes Cancelling and its worker stops it."""
     state = (await _read(client, flow_run_id)).get("state") or {}
     state_type = state.get("type")
-    if state_type in (None, "SCHEDULED"):
+    if state_type in (None, StateType.SCHEDULED):
         cancelled = Cancelled(message="Cancelled through the ddpui proxy")
         return await _propose(client, flow_run_id, cancelled, action="cancel")
-    if state_type in TERMINAL:
+    if state_type in TERMINAL_STATES:
         raise Conflict(f"flow run {flow_run_id} has already finished ({state.get('name')})")
-    if state_type == "CANCELLING":
+    if state_type == StateType.CANCELLING:
         return schemas.FlowRunStateChange(flow_run_id=flow_run_id, state_type=state_type, state_name=state["name"])
     cancelling = Cancelling(message="Cancelled through the ddpui proxy")
     return await _propose(client, flow_run_id, cancelling, action="cancel")
@@ -305,7 +306,7 @@ async def flow_run_retry(client: PrefectClient, *, flow_run_id: UUID) -> schemas
     """Runs the same flow run again (same id, same parameters), as Prefect's UI "Retry" does."""
     flow_run = await _read(client, flow_run_id)
     state = flow_run.get("state") or {}
-    if state.get("type") not in TERMINAL:
+    if state.get("type") not in TERMINAL_STATES:
         raise Conflict(f"flow run {flow_run_id} has not finished ({state.get('name', 'no state')}); cancel it first")
     if flow_run.get("deployment_id") is None:
         raise Conflict(f"flow run {flow_run_id} has no deployment, so no worker could run it again")

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prefect.client.orchestration import PrefectClient
 
+from ddpcontract.tasks import BLOCK_NAME_PATTERN
 from proxy import automations, blocks, deployments, flow_runs, legacy, schemas
 from proxy.deployments import AdhocDeployments
 from proxy.errors import CatchAllMiddleware, PrefectUnavailable, prefect_message, register_exception_handlers
 from proxy.prefect_api import PrefectConnection
-from proxy.schemas import BLOCK_NAME_PATTERN
 from proxy.settings import ProxySettings
 
 _bearer = HTTPBearer(auto_error=False, description="The shared PROXY_TOKEN")
@@ -238,15 +238,13 @@ async def retry_flow_run(flow_run_id: UUID, client: Prefect) -> schemas.FlowRunS
 
 @router.post("/v1/flows/dbtcore/run/", tags=["ad-hoc task runs"], **CREATED)
 async def run_dbt_task(request: schemas.DbtTaskRun, client: Prefect, adhoc: Adhoc) -> schemas.FlowRunRef:
-    return await flow_runs.adhoc_task_run(
-        client, adhoc=adhoc, kind="dbt", org_slug=request.org_slug, task=request.task.model_dump()
-    )
+    return await flow_runs.adhoc_task_run(client, adhoc=adhoc, kind="dbt", org_slug=request.org_slug, task=request.task)
 
 
 @router.post("/flows/shell/run/", tags=["ad-hoc task runs"], **CREATED)
 async def run_shell_task(request: schemas.ShellTaskRun, client: Prefect, adhoc: Adhoc) -> schemas.FlowRunRef:
     return await flow_runs.adhoc_task_run(
-        client, adhoc=adhoc, kind="shell", org_slug=request.org_slug, task=request.task.model_dump()
+        client, adhoc=adhoc, kind="shell", org_slug=request.org_slug, task=request.task
     )
 
 

@@ -9,19 +9,13 @@ from uuid import UUID
 from prefect.client.schemas.schedules import CronSchedule
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
-from proxy.settings import PIPELINE_ENTRYPOINT
+from ddpcontract.flows import Entrypoint
+from ddpcontract.states import StateType
+from ddpcontract.tasks import BlockName, DbtTaskConfig, NonEmpty, ShellTaskConfig
 
-# Prefect's rule for block document names.
-BLOCK_NAME_PATTERN = r"^[a-z0-9-]{1,200}$"
-BlockName = Annotated[str, StringConstraints(pattern=BLOCK_NAME_PATTERN)]
 # Prefect refuses / % & > < in names; ? # and control characters would break the by-name URL it is read back with
 ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><?#\x00-\x1f\x7f]+$", min_length=1, max_length=200)]
-NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-Entrypoint = Literal["prefect_flows.py:pipeline_flow", "prefect_flows.py:legacy_pipeline_flow"]
 WarehouseType = Literal["postgres", "duckdb", "bigquery"]
-StateTypeName = Literal[
-    "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED", "PAUSED", "CANCELLING"
-]
 
 
 class Request(BaseModel):
@@ -157,7 +151,7 @@ class DeploymentCreate(Request):
     timezone: str | None = Field(default=None, description="IANA name; UTC when left out")
     work_pool_name: NonEmpty | None = None
     work_queue_name: NonEmpty | None = None
-    entrypoint: Entrypoint = PIPELINE_ENTRYPOINT
+    entrypoint: Entrypoint = Entrypoint.PIPELINE
     description: str | None = None
 
     @model_validator(mode="after")
@@ -267,7 +261,7 @@ class FlowRun(BaseModel):
 
 class FlowRunFilter(Request):
     deployment_ids: list[UUID] | None = None
-    state_types: list[StateTypeName] | None = None
+    state_types: list[StateType] | None = None
     start_after: datetime | None = Field(default=None, description="Runs that started at or after this time")
     start_before: datetime | None = Field(default=None, description="Runs that started at or before this time")
     include_future: StrictBool = Field(
@@ -311,28 +305,6 @@ class FlowRunStateChange(BaseModel):
 
 
 # ---------------------------------------------------------------- ad-hoc task runs
-
-
-class TaskConfig(BaseModel):
-    """One task dict as in the deployment parameters (DESIGN §4); extra keys pass through to the flow."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: NonEmpty
-    slug: NonEmpty
-    seq: StrictInt = 0
-    commands: list[NonEmpty] = Field(min_length=1)
-
-
-class DbtTaskConfig(TaskConfig):
-    type: Literal["dbt Core Operation"]
-    cli_profile_block: BlockName
-    project_dir: NonEmpty
-
-
-class ShellTaskConfig(TaskConfig):
-    type: Literal["Shell Operation"]
-    working_dir: NonEmpty
 
 
 class DbtTaskRun(Request):

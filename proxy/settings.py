@@ -8,21 +8,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-PIPELINE_ENTRYPOINT = "prefect_flows.py:pipeline_flow"
-LEGACY_ENTRYPOINT = "prefect_flows.py:legacy_pipeline_flow"
-# The flow each entrypoint holds; a deployment is registered under this flow unless the caller names one.
-FLOW_NAME_BY_ENTRYPOINT = {
-    PIPELINE_ENTRYPOINT: "pipeline",
-    LEGACY_ENTRYPOINT: "legacy-pipeline",
-}
-
-# The parameters each flow accepts: Prefect would fail a run that passes any other.
-PARAMETERS_BY_ENTRYPOINT = {
-    PIPELINE_ENTRYPOINT: {"config", "airbyte_blocks", "dbt_blocks"},
-    # the legacy flow accepts and ignores `config`, so a migrating deployment can carry old + new
-    LEGACY_ENTRYPOINT: {"airbyte_blocks", "dbt_blocks", "config"},
-}
-
 
 class SettingsError(RuntimeError):
     """The environment does not describe a usable proxy (e.g. PREFECT_API_URL is missing)."""

@@ -6,13 +6,16 @@ import uuid
 
 from django.db import models
 
+from ddpcontract.tasks import TaskKind
 from ddpui.models.org import Org
 
 
 class TaskType(models.TextChoices):
-    AIRBYTE = "airbyte", "Airbyte"
-    GIT = "git", "git"
-    DBT = "dbt", "dbt"
+    """The master task list's kinds (`ddpcontract.tasks.TaskKind`) as model choices."""
+
+    AIRBYTE = TaskKind.AIRBYTE.value, "Airbyte"
+    GIT = TaskKind.GIT.value, "git"
+    DBT = TaskKind.DBT.value, "dbt"
 
 
 class Task(models.Model):

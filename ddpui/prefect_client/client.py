@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from ddpcontract.tasks import TaskType
 from ddpui.errors import NotFound, UpstreamError, UpstreamUnavailable
 
 
@@ -279,7 +280,8 @@ class AdhocRuns:
         self.proxy = proxy
 
     def start(self, *, org_slug: str, task: dict) -> FlowRun:
-        path = "/proxy/v1/flows/dbtcore/run/" if task["type"] == "dbt Core Operation" else "/proxy/flows/shell/run/"
+        is_dbt = task["type"] == TaskType.DBT_CORE_OPERATION
+        path = "/proxy/v1/flows/dbtcore/run/" if is_dbt else "/proxy/flows/shell/run/"
         created = self.proxy.request("POST", path, json={"org_slug": org_slug, "task": task})
         return FlowRun(self.proxy, created["flow_run_id"], name=created.get("name"))
 

@@ -20,37 +20,39 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone as django_timezone
 
+from ddpcontract.flows import Entrypoint
+from ddpcontract.states import LIVE_STATES
+from ddpcontract.tasks import GIT_PULL_SECRET_ENV_KEY, TaskKind, TaskSlug, TaskType
 from ddpui.errors import Conflict, DomainError, InvalidInput
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.legacy import BlockLock, OrgDataFlow, OrgPrefectBlock
 from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgWarehouse, WarehouseType
-from ddpui.models.tasks import OrgTask, Task, TaskType
+from ddpui.models.tasks import OrgTask, Task
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.prefect_client.client import BlockMigration
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.orgs import block_name_for
 from ddpui.services.pipelines import dataflow_orgtasks
-from ddpui.services.task_config import AIRBYTE_TYPE, DBT_TYPE, GIT_PULL_SECRET_ENV, SHELL_TYPE, deployment_parameters
+from ddpui.services.task_config import deployment_parameters
 from ddpui.services.transform_tasks import SYSTEM_TRANSFORM_SLUGS, orgtask_create
 
 # the block types of the legacy world, as OrgPrefectBlock.block_type and Prefect's block type names spell them
 AIRBYTE_SERVER = "Airbyte Server"
-AIRBYTE_CONNECTION = AIRBYTE_TYPE
-SHELL_OPERATION = SHELL_TYPE
-DBT_CORE_OPERATION = DBT_TYPE
+AIRBYTE_CONNECTION = TaskType.AIRBYTE_CONNECTION
+SHELL_OPERATION = TaskType.SHELL_OPERATION
+DBT_CORE_OPERATION = TaskType.DBT_CORE_OPERATION
 DBT_CLI_PROFILE = "dbt CLI Profile"
 SECRET = "Secret"
 # persisted per operation, so deleted by the cleanup; the legacy dbt CLI profile too: it shows the password in clear
 CLEANUP_BLOCK_TYPES = (AIRBYTE_CONNECTION, SHELL_OPERATION, DBT_CORE_OPERATION, DBT_CLI_PROFILE)
 LEGACY_PARAMETERS = ("airbyte_blocks", "dbt_blocks")
-PIPELINE_ENTRYPOINT = "prefect_flows.py:pipeline_flow"
-LEGACY_ENTRYPOINT = "prefect_flows.py:legacy_pipeline_flow"
-SYNC_SLUG = "airbyte-sync"
-GIT_PULL_SLUG = "git-pull"
+PIPELINE_ENTRYPOINT = Entrypoint.PIPELINE
+LEGACY_ENTRYPOINT = Entrypoint.LEGACY_PIPELINE
+SYNC_SLUG = TaskSlug.AIRBYTE_SYNC
+GIT_PULL_SLUG = TaskSlug.GIT_PULL
 GIT_PULL_COMMAND = "git pull"
 # a BlockLock without a flow run is a trigger in progress for this long, then it is stale
 LOCK_GRACE_SECONDS = 300
-LIVE_RUN_STATES = {"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"}
 _SHORT_OPTIONS = {"-s": "select", "-m": "models", "-t": "target"}
 _SHORT_FLAGS = {"-x": "fail-fast"}
 
@@ -178,7 +180,7 @@ class Step:
 def _dbt_subcommands() -> dict[tuple[str, ...], str]:
     return {
         tuple((task.command or "").split()): task.slug
-        for task in Task.objects.filter(type=TaskType.DBT)
+        for task in Task.objects.filter(type=TaskKind.DBT)
         if task.command
     }
 
@@ -209,10 +211,10 @@ def config_steps(config: dict | None, subcommands) -> list[Step]:
     steps: list[Step] = []
     for task in sorted((config or {}).get("tasks") or [], key=lambda task: task.get("seq", 0)):
         label = str(task.get("slug") or task.get("type"))
-        if task.get("type") == AIRBYTE_TYPE:
+        if task.get("type") == AIRBYTE_CONNECTION:
             steps.append(Step("airbyte", str(task.get("connection_id")), str(task.get("airbyte_server_block")), label))
-        elif task.get("type") == SHELL_TYPE:
-            url_block = (task.get("env") or {}).get(GIT_PULL_SECRET_ENV)
+        elif task.get("type") == SHELL_OPERATION:
+            url_block = (task.get("env") or {}).get(GIT_PULL_SECRET_ENV_KEY)
             steps += _shell_steps(
                 task.get("commands") or [], working_dir=task.get("working_dir"), url_block=url_block, label=label
             )
@@ -398,7 +400,7 @@ class LegacyOrg:
                 state = self.proxy.flow_run(lock.flow_run_id).state().get("state_type")
             except ProxyNotFound:
                 continue
-            if state in LIVE_RUN_STATES:
+            if state in LIVE_STATES:
                 held.append(f"the block lock on '{lock.opb.block_name}' is held by run {lock.flow_run_id} ({state})")
         return held
 

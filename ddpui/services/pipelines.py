@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils.text import slugify
 
+from ddpcontract.flows import Entrypoint
 from ddpui.errors import Conflict, InvalidInput, NotFound
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.org import Org, OrgUser
@@ -22,7 +23,6 @@ from ddpui.services.run_states import run_state_apply
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
-LEGACY_ENTRYPOINT = "prefect_flows.py:legacy_pipeline_flow"
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:+@,=/*\-]+$")
 
 
@@ -192,7 +192,7 @@ def pipeline_update(
         org=org, name=name, connections=connections, transform_tasks=transform_tasks, cron=cron, timezone=timezone
     )
     deployment = get_proxy().deployment(dataflow.deployment_id)
-    if deployment.get().get("entrypoint") == LEGACY_ENTRYPOINT:
+    if deployment.get().get("entrypoint") == Entrypoint.LEGACY_PIPELINE:
         # mid-migration: its runs still read the legacy block parameters, which an edit would drop
         raise Conflict(
             f"the pipeline '{dataflow.name}' still runs the legacy block-based flow: finish its migration "

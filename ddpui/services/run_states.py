@@ -12,29 +12,21 @@ from datetime import datetime
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
+# the state names and their order are the contract's; re-exported here for the services that import them
+from ddpcontract.states import LIVE_STATES as LIVE_STATES
+from ddpcontract.states import TERMINAL_STATES as TERMINAL_STATES
+from ddpcontract.states import is_terminal as is_terminal
+from ddpcontract.states import state_rank as _rank
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org
 from ddpui.services import locks
 from ddpui.services.audit import AuditAction, audit_record
-
-TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
-LIVE_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"})
-# a state can only move forward along this rank; a report of a lower rank is a late arrival
-_RANK = {"SCHEDULED": 0, "PAUSED": 1, "PENDING": 1, "RUNNING": 2, "CANCELLING": 3}
-
-
-def _rank(state_type: str) -> int:
-    return 10 if state_type in TERMINAL_STATES else _RANK.get(state_type, 0)
 
 
 def _when(value) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return parse_datetime(str(value))
-
-
-def is_terminal(state_type: str | None) -> bool:
-    return (state_type or "").upper() in TERMINAL_STATES
 
 
 def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:

@@ -1,23 +1,36 @@
 """Builds the task config (DESIGN §4): the deployment parameters that tell a flow what to run.
 
-This is the contract between Django and prefect_flows.py. Only block names go in, never secrets.
+The models are the contract's (`ddpcontract.tasks`), so what Django writes is validated against what the
+flow reads. Only block names go in, never secrets.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from pydantic import ValidationError
 
+from ddpcontract.tasks import (
+    GIT_PULL_SECRET_ENV_KEY,
+    AirbyteTaskConfig,
+    DbtTaskConfig,
+    PipelineConfig,
+    ShellTaskConfig,
+    TaskKind,
+    TaskSlug,
+    TaskType,
+)
 from ddpui.errors import InvalidInput
 from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1
-from ddpui.models.tasks import OrgTask, TaskType
-
-AIRBYTE_TYPE = "Airbyte Connection"
-SHELL_TYPE = "Shell Operation"
-DBT_TYPE = "dbt Core Operation"
-GIT_PULL_SECRET_ENV = "secret-git-pull-url-block"
+from ddpui.models.tasks import OrgTask
 
 # within a pipeline: syncs first, then git pull, dbt clean, dbt deps, then everything else by seq
-_LEADING_ORDER = {"airbyte-sync": 0, "airbyte-reset": 0, "git-pull": 1, "dbt-clean": 2, "dbt-deps": 3}
+_LEADING_ORDER = {
+    TaskSlug.AIRBYTE_SYNC: 0,
+    TaskSlug.AIRBYTE_RESET: 0,
+    TaskSlug.GIT_PULL: 1,
+    TaskSlug.DBT_CLEAN: 2,
+    TaskSlug.DBT_DEPS: 3,
+}
 
 
 def pipeline_order(items: list[tuple[int, OrgTask]]) -> list[OrgTask]:
@@ -25,6 +38,18 @@ def pipeline_order(items: list[tuple[int, OrgTask]]) -> list[OrgTask]:
     return [
         orgtask for _, orgtask in sorted(items, key=lambda item: (_LEADING_ORDER.get(item[1].task.slug, 4), item[0]))
     ]
+
+
+def _task_dict(model: type[AirbyteTaskConfig | ShellTaskConfig | DbtTaskConfig], **fields) -> dict:
+    """The task as the contract's model validates it, in JSON form (only the fields given)."""
+    try:
+        task = model(**fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors(include_input=False)
+        )
+        raise InvalidInput(f"the task {fields.get('slug')} cannot be run: {problems}") from None
+    return task.model_dump(mode="json", exclude_unset=True)
 
 
 class OrgContext:
@@ -44,15 +69,16 @@ class OrgContext:
             raise InvalidInput(
                 f"org '{self.org.slug}' has no Airbyte server block: create the organization's workspace first"
             )
-        return {
-            "seq": seq,
-            "type": AIRBYTE_TYPE,
-            "slug": orgtask.task.slug,
-            "orgtask_uuid": str(orgtask.uuid),
-            "airbyte_server_block": self.server_block,
-            "connection_id": orgtask.connection_id,
-            "timeout": settings.AIRBYTE_SYNC_TIMEOUT_SECONDS,
-        }
+        return _task_dict(
+            AirbyteTaskConfig,
+            seq=seq,
+            type=TaskType.AIRBYTE_CONNECTION,
+            slug=orgtask.task.slug,
+            orgtask_uuid=str(orgtask.uuid),
+            airbyte_server_block=self.server_block,
+            connection_id=orgtask.connection_id,
+            timeout=settings.AIRBYTE_SYNC_TIMEOUT_SECONDS,
+        )
 
     def _require_dbt(self) -> OrgDbt:
         if self.dbt is None:
@@ -61,16 +87,17 @@ class OrgContext:
 
     def git_task(self, orgtask: OrgTask, seq: int) -> dict:
         dbt = self._require_dbt()
-        env = {GIT_PULL_SECRET_ENV: dbt.gitrepo_access_token_secret} if dbt.gitrepo_access_token_secret else {}
-        return {
-            "seq": seq,
-            "type": SHELL_TYPE,
-            "slug": orgtask.task.slug,
-            "orgtask_uuid": str(orgtask.uuid),
-            "commands": [orgtask.command_text()],
-            "working_dir": dbt.project_dir,
-            "env": env,
-        }
+        env = {GIT_PULL_SECRET_ENV_KEY: dbt.gitrepo_access_token_secret} if dbt.gitrepo_access_token_secret else {}
+        return _task_dict(
+            ShellTaskConfig,
+            seq=seq,
+            type=TaskType.SHELL_OPERATION,
+            slug=orgtask.task.slug,
+            orgtask_uuid=str(orgtask.uuid),
+            commands=[orgtask.command_text()],
+            working_dir=dbt.project_dir,
+            env=env,
+        )
 
     def dbt_task(self, orgtask: OrgTask, seq: int, *, command: str | None = None) -> dict:
         dbt = self._require_dbt()
@@ -79,23 +106,24 @@ class OrgContext:
                 f"org '{self.org.slug}' has no dbt CLI profile: "
                 "create the transform tasks with POST /api/prefect/tasks/transform/"
             )
-        return {
-            "seq": seq,
-            "type": DBT_TYPE,
-            "slug": orgtask.task.slug,
-            "orgtask_uuid": str(orgtask.uuid),
-            "commands": [command or orgtask.command_text()],
-            "cli_profile_block": dbt.cli_profile_block.block_name,
-            "project_dir": dbt.project_dir,
-            "working_dir": dbt.project_dir,
-            "profiles_dir": str(settings.CLIENT_DBT_ROOT / self.org.slug / "profiles"),
-            "env": {},
-        }
+        return _task_dict(
+            DbtTaskConfig,
+            seq=seq,
+            type=TaskType.DBT_CORE_OPERATION,
+            slug=orgtask.task.slug,
+            orgtask_uuid=str(orgtask.uuid),
+            commands=[command or orgtask.command_text()],
+            cli_profile_block=dbt.cli_profile_block.block_name,
+            project_dir=dbt.project_dir,
+            working_dir=dbt.project_dir,
+            profiles_dir=str(settings.CLIENT_DBT_ROOT / self.org.slug / "profiles"),
+            env={},
+        )
 
     def task(self, orgtask: OrgTask, seq: int) -> dict:
-        if orgtask.task.type == TaskType.AIRBYTE:
+        if orgtask.task.type == TaskKind.AIRBYTE:
             return self.airbyte_task(orgtask, seq)
-        if orgtask.task.type == TaskType.GIT:
+        if orgtask.task.type == TaskKind.GIT:
             return self.git_task(orgtask, seq)
         return self.dbt_task(orgtask, seq)
 
@@ -103,4 +131,5 @@ class OrgContext:
 def deployment_parameters(*, org: Org, orgtasks: list[OrgTask]) -> dict:
     """The deployment parameters for org tasks already in run order."""
     context = OrgContext(org)
-    return {"config": {"org_slug": org.slug, "tasks": [context.task(t, seq) for seq, t in enumerate(orgtasks)]}}
+    config = PipelineConfig(org_slug=org.slug, tasks=[context.task(t, seq) for seq, t in enumerate(orgtasks)])
+    return config.parameters()

@@ -1,6 +1,6 @@
 """The dbt profile contract (Secret block JSON -> profiles.yml) and the removal of secrets from run logs.
 
-No Prefect server needed: these exercise the pure parts of prefect_flows.py.
+No Prefect server needed: these exercise the pure parts of the flows (ddpui/flows).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import logging
 
 import pytest
 
-import prefect_flows
-from prefect_flows import ProfileError, render_profile
+from ddpui.flows.profiles import ProfileError, render_profile
+from ddpui.flows.redaction import redacted_logging, register_url_secret
+from ddpui.flows.shell import git_pull_command
 
 KEYFILE = {
     "type": "service_account",
@@ -136,8 +137,8 @@ def test_a_tokenised_git_url_is_redacted_in_every_form_git_prints_it():
     keep = Keep()
     logger.addHandler(keep)
     try:
-        with prefect_flows._redacted_logging():
-            prefect_flows._register_url_secret(url)
+        with redacted_logging():
+            register_url_secret(url)
             logger.warning("From %s", "https://git.example.org/acme/dbt")
             logger.warning("fatal: unable to access '%s/': auth failed", url)
             logger.warning("token %s", "glpat-Secr3tT0ken")
@@ -150,11 +151,6 @@ def test_a_tokenised_git_url_is_redacted_in_every_form_git_prints_it():
 
 
 def test_git_pull_commands_are_pointed_at_the_url_variable():
-    assert (
-        prefect_flows._git_pull_command("git pull")
-        == 'git pull "$DDPUI_GIT_PULL_URL" "$(git rev-parse --abbrev-ref HEAD)"'
-    )
-    assert prefect_flows._git_pull_command("git pull --ff-only origin main") == (
-        'git pull --ff-only "$DDPUI_GIT_PULL_URL" main'
-    )
-    assert prefect_flows._git_pull_command("dbt deps") == "dbt deps"
+    assert git_pull_command("git pull") == 'git pull "$DDPUI_GIT_PULL_URL" "$(git rev-parse --abbrev-ref HEAD)"'
+    assert git_pull_command("git pull --ff-only origin main") == ('git pull --ff-only "$DDPUI_GIT_PULL_URL" main')
+    assert git_pull_command("dbt deps") == "dbt deps"

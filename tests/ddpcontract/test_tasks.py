@@ -1,0 +1,149 @@
+"""The task config contract: what Django writes and the flow accepts, and what either side refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ddpcontract.tasks import (
+    TASK_TYPE_BY_KIND,
+    AirbyteTaskConfig,
+    DbtTaskConfig,
+    PipelineConfig,
+    ShellTaskConfig,
+    TaskConfigError,
+    TaskKind,
+    TaskSlug,
+    TaskType,
+    pipeline_config_parse,
+    task_config_parse,
+)
+
+FIXTURE = Path(__file__).resolve().parents[2] / "ddpui" / "fixtures" / "tasks.json"
+
+AIRBYTE = {
+    "seq": 0,
+    "type": "Airbyte Connection",
+    "slug": "airbyte-sync",
+    "orgtask_uuid": "6f1c0e1e-0000-4000-8000-000000000001",
+    "airbyte_server_block": "acme-airbyte-server",
+    "connection_id": "c0ffee00-0000-4000-8000-000000000000",
+    "timeout": 3600,
+}
+GIT_PULL = {
+    "seq": 1,
+    "type": "Shell Operation",
+    "slug": "git-pull",
+    "orgtask_uuid": "6f1c0e1e-0000-4000-8000-000000000002",
+    "commands": ["git pull"],
+    "working_dir": "/srv/clients/acme/dbtrepo",
+    "env": {"secret-git-pull-url-block": "acme-git-pull-url"},
+}
+DBT_RUN = {
+    "seq": 2,
+    "type": "dbt Core Operation",
+    "slug": "dbt-run",
+    "orgtask_uuid": "6f1c0e1e-0000-4000-8000-000000000003",
+    "commands": ["dbt run --select tag:daily"],
+    "cli_profile_block": "acme-dbt-profile",
+    "project_dir": "/srv/clients/acme/dbtrepo",
+    "working_dir": "/srv/clients/acme/dbtrepo",
+    "profiles_dir": "/srv/clients/acme/profiles",
+    "env": {},
+}
+
+
+def without(task: dict, key: str) -> dict:
+    return {name: value for name, value in task.items() if name != key}
+
+
+@pytest.mark.parametrize(
+    ("task", "model"),
+    [(AIRBYTE, AirbyteTaskConfig), (GIT_PULL, ShellTaskConfig), (DBT_RUN, DbtTaskConfig)],
+    ids=["airbyte", "shell", "dbt"],
+)
+def test_each_task_type_parses_to_its_model_and_dumps_back_unchanged(task, model):
+    parsed = task_config_parse(task)
+    assert type(parsed) is model
+    assert parsed.model_dump(mode="json", exclude_unset=True) == task
+
+
+def test_a_pipeline_config_round_trips_as_deployment_parameters_with_tasks_in_seq_order():
+    config = {"org_slug": "acme", "tasks": [DBT_RUN, AIRBYTE, GIT_PULL]}
+    parsed = pipeline_config_parse(config)
+    assert [task.slug for task in parsed.tasks] == ["airbyte-sync", "git-pull", "dbt-run"]
+    assert parsed.parameters() == {"config": {"org_slug": "acme", "tasks": [AIRBYTE, GIT_PULL, DBT_RUN]}}
+    # what Django builds from the models is what the flow parses
+    built = PipelineConfig(org_slug="acme", tasks=[AIRBYTE, GIT_PULL, DBT_RUN]).parameters()
+    assert pipeline_config_parse(built["config"]).parameters() == built
+
+
+def test_optional_fields_keep_their_documented_defaults():
+    shell = task_config_parse({"seq": 3, "type": "Shell Operation", "slug": "echo", "commands": ["echo hi"]})
+    assert (shell.working_dir, shell.env, shell.retries, shell.retry_delay_seconds, shell.timeout_seconds) == (
+        None,
+        {},
+        0,
+        0,
+        None,
+    )
+    assert task_config_parse({**AIRBYTE, "timeout": 3600}).timeout == 3600  # integers stay integers in JSON
+    assert task_config_parse(without(DBT_RUN, "working_dir")).working_dir is None
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (["not", "an", "object"], "config must be an object"),
+        ({"tasks": []}, "config.tasks must be a non-empty list of tasks"),
+        ({"tasks": {"seq": 0}}, "config.tasks must be a non-empty list of tasks"),
+        ({"tasks": [AIRBYTE], "schedule": "daily"}, "config has unknown keys ['schedule']"),
+        ({"tasks": [AIRBYTE, "git pull"]}, "config.tasks[1] is not an object"),
+        ({"tasks": [AIRBYTE, {"seq": 1, "type": "Nope", "slug": "x"}]}, "config.tasks[1] has type 'Nope'"),
+        ({"tasks": [without(AIRBYTE, "type")]}, "config.tasks[0] has type None"),
+        ({"tasks": [without(GIT_PULL, "seq")]}, "config.tasks[0] needs an integer seq"),
+        ({"tasks": [{**GIT_PULL, "seq": "1"}]}, "config.tasks[0]: seq: Input should be a valid integer"),
+        ({"tasks": [{**GIT_PULL, "seq": True}]}, "config.tasks[0]: seq: Input should be a valid integer"),
+        ({"tasks": [AIRBYTE, {**GIT_PULL, "seq": 0}]}, "config.tasks have duplicate seq values: [0, 0]"),
+        ({"tasks": [without(DBT_RUN, "cli_profile_block")]}, "config.tasks[0]: cli_profile_block: Field required"),
+        ({"tasks": [without(DBT_RUN, "project_dir")]}, "config.tasks[0]: project_dir: Field required"),
+        ({"tasks": [without(AIRBYTE, "connection_id")]}, "config.tasks[0]: connection_id: Field required"),
+        ({"tasks": [without(AIRBYTE, "slug")]}, "config.tasks[0]: slug: Field required"),
+        ({"tasks": [{**GIT_PULL, "commands": []}]}, "config.tasks[0]: commands: List should have at least 1 item"),
+        ({"tasks": [{**GIT_PULL, "retries": -1}]}, "config.tasks[0]: retries: Input should be greater than or equal"),
+        ({"tasks": [{**DBT_RUN, "cli_profile_block": "Acme Profile"}]}, "config.tasks[0]: cli_profile_block:"),
+        ({"tasks": [{**AIRBYTE, "retires": 2}]}, "config.tasks[0]: retires: Extra inputs are not permitted"),
+        ({"tasks": [AIRBYTE], "org_slug": 7}, "config: org_slug: Input should be a valid string"),
+    ],
+)
+def test_a_config_that_breaks_the_contract_is_refused_saying_where(config, message):
+    with pytest.raises(TaskConfigError) as refused:
+        pipeline_config_parse(config)
+    assert message in str(refused.value)
+    assert isinstance(refused.value, ValueError)  # the flow fails the run with it before any task starts
+
+
+def test_a_refusal_never_repeats_the_values_it_refused():
+    secret = "glpat-Secr3tT0ken"
+    with pytest.raises(TaskConfigError) as refused:
+        pipeline_config_parse({"tasks": [{**GIT_PULL, "env": {"TOKEN": 12345}}]})
+    assert "env.TOKEN" in str(refused.value) and "12345" not in str(refused.value)
+    with pytest.raises(TaskConfigError) as refused:
+        pipeline_config_parse({"tasks": [{**AIRBYTE, "airbyte_server_block": f"https://x:{secret}@host"}]})
+    assert "airbyte_server_block" in str(refused.value) and secret not in str(refused.value)
+
+
+def test_the_master_task_list_uses_the_contracts_slugs_and_kinds():
+    rows = [row["fields"] for row in json.loads(FIXTURE.read_text()) if row["model"] == "ddpui.task"]
+    assert {row["slug"] for row in rows} == {slug.value for slug in TaskSlug}
+    assert {row["type"] for row in rows} <= {kind.value for kind in TaskKind}
+    assert set(TASK_TYPE_BY_KIND) == set(TaskKind)
+    assert set(TASK_TYPE_BY_KIND.values()) == set(TaskType)
+
+
+def test_the_task_models_choices_are_the_contracts_kinds():
+    from ddpui.models.tasks import TaskType as TaskTypeChoices
+
+    assert set(TaskTypeChoices.values) == {kind.value for kind in TaskKind}
