@@ -95,11 +95,22 @@ if _database_url:
         "default": dj_database_url.parse(_database_url, conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")))
     }
 else:
+    # SQLite for concurrent use (the webhook, API reads that record run states, triggers and the reconciler
+    # all write at once): write-ahead log, so readers never wait for a writer; every transaction takes the
+    # write lock when it begins (IMMEDIATE), so one that reads and then writes waits its turn instead of
+    # failing at once with "database is locked" when another writer got there first; and a busy timeout,
+    # so a writer waits up to DATABASE_SQLITE_TIMEOUT seconds for the lock. Tests use a file too (an
+    # in-memory shared-cache database answers "table is locked" at once instead of waiting).
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "ddpui.sqlite3"),
-            "OPTIONS": {"timeout": 20},
+            "OPTIONS": {
+                "timeout": float(os.environ.get("DATABASE_SQLITE_TIMEOUT", "30")),
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+            },
+            "TEST": {"NAME": str(DATA_DIR / f"test-ddpui-{os.getpid()}.sqlite3")},
         }
     }
 

@@ -46,6 +46,7 @@ WORK_POOL = "ddpui"  # Django's PREFECT_WORK_POOL default
 AIRBYTE_USERNAME = "airbyte"
 AIRBYTE_PASSWORD = "password"
 WEBHOOK_BLOCK = "ddpui-demo-webhook"
+RECONCILE_SECONDS = 60  # a lost run end is repaired within two minutes (docs/reliability.md)
 WEBHOOK_AUTOMATION = "ddpui-demo: flow-run states to the ddpui webhook"
 STREAM_HEADER = re.compile(r"^PID \d+ stream output:$")
 PORT_OPTIONS = [
@@ -362,6 +363,19 @@ def start_stack(stack: Stack, layout: Layout, ports: Ports, keys: dict[str, str]
         ),
     )
     django.start()
+
+    # Prefect does not deliver a notification again after a failure: this loop repairs a lost run end
+    say(f"starting the lock reconciler (manage.py reconcile_locks --every {RECONCILE_SECONDS})")
+    reconciler = stack.add(
+        "lock reconciler",
+        ManagedProcess(
+            _python(str(REPO_ROOT / "manage.py"), "reconcile_locks", "--every", str(RECONCILE_SECONDS)),
+            env=env,
+            log_path=layout.logs / "reconciler.log",
+            cwd=REPO_ROOT,
+        ),
+    )
+    reconciler.start()
     wait_http_ok(f"http://127.0.0.1:{ports.proxy}/proxy/health", timeout=60, process=proxy.process, log=proxy.log_path)
     wait_http_ok(
         f"http://127.0.0.1:{ports.django}/admin/login/", timeout=60, process=django.process, log=django.log_path

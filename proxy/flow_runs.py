@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import (
     DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterExpectedStartTime,
+    FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
     FlowRunFilterStartTime,
     FlowRunFilterState,
@@ -162,6 +163,8 @@ async def flow_run_read(client: PrefectClient, *, flow_run_id: UUID) -> schemas.
 
 def _run_filter(request: schemas.FlowRunFilter, now: datetime) -> FlowRunFilter:
     run_filter = FlowRunFilter()
+    if request.flow_run_ids:
+        run_filter.id = FlowRunFilterId(any_=request.flow_run_ids)
     if request.state_types:
         run_filter.state = FlowRunFilterState(
             type=FlowRunFilterStateType(any_=[StateType(t) for t in request.state_types])

@@ -260,6 +260,7 @@ class FlowRun(BaseModel):
 
 
 class FlowRunFilter(Request):
+    flow_run_ids: list[UUID] | None = Field(default=None, max_length=200, description="Only these runs")
     deployment_ids: list[UUID] | None = None
     state_types: list[StateType] | None = None
     start_after: datetime | None = Field(default=None, description="Runs that started at or after this time")

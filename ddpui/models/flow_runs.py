@@ -20,6 +20,8 @@ class PrefectFlowRun(models.Model):
     end_time = models.DateTimeField(null=True, blank=True)
     total_run_time = models.FloatField(default=0)
     task_results = models.JSONField(default=list, blank=True)
+    # the run events already announced (services/notifications.py): each goes out once, whoever saw it first
+    notified_events = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

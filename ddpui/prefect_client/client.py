@@ -232,13 +232,20 @@ class FlowRuns:
     def filter(
         self,
         *,
+        flow_run_ids: list[str] | None = None,
         deployment_ids: list[str] | None = None,
         state_types: list[str] | None = None,
         limit_per_deployment: int | None = None,
         limit: int | None = None,
+        include_future: bool | None = None,
+        include_task_results: bool | None = None,
     ) -> list[dict]:
+        """Runs matching every given criterion, newest first. `flow_run_ids`: at most 200 a call."""
         body: dict[str, Any] = {}
         for key, value in (
+            ("flow_run_ids", flow_run_ids),
+            ("include_future", include_future),
+            ("include_task_results", include_task_results),
             ("deployment_ids", deployment_ids),
             ("state_types", state_types),
             ("limit_per_deployment", limit_per_deployment),

@@ -19,7 +19,7 @@ from ddpui.models.tasks import OrgTask, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.run_states import run_state_apply
+from ddpui.services.run_states import locks_acquire_or_heal, run_state_apply
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
@@ -286,7 +286,7 @@ def pipeline_run(
     parameters = None
     if flags or options:
         parameters = _override_parameters(org=org, dataflow=dataflow, orgtasks=orgtasks, flags=flags, options=options)
-    held = locks.locks_acquire(orgtasks=orgtasks, locked_by=orguser, dataflow=dataflow)
+    held = locks_acquire_or_heal(orgtasks=orgtasks, locked_by=orguser, dataflow=dataflow)
     try:
         run = get_proxy().deployment(dataflow.deployment_id).create_run(parameters=parameters)
     except Exception:

@@ -1,26 +1,39 @@
-"""What a flow run's state means for our records and locks — decided here, once.
+"""What a flow run's state means — decided here, once: our record of the run, its task locks (taken by a
+run we did not trigger, released at its end), the audit rows, and the events people are told about.
 
-The trigger, run reads, the webhook and the reconciler all report what Prefect says through
-`run_state_apply`; it is idempotent and ignores reports older than what we already know, so duplicate
-and out-of-order deliveries change nothing wrongly.
+The trigger, API reads of runs, the webhook and the reconciler all report what Prefect says through
+`run_state_observe` / `run_state_apply`; it is idempotent and ignores reports older than what we already
+know, so duplicate and out-of-order deliveries change nothing wrongly, and an event (a failure e-mail) goes
+out exactly once per run whoever saw the state first. Locks are taken through `locks_acquire_or_heal`,
+which first repairs locks held by runs Prefect says are over (a lost notification) before refusing.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 # the state names and their order are the contract's; re-exported here for the services that import them
+from ddpcontract.states import FAILURE_STATES, state_rank
 from ddpcontract.states import LIVE_STATES as LIVE_STATES
 from ddpcontract.states import TERMINAL_STATES as TERMINAL_STATES
 from ddpcontract.states import is_terminal as is_terminal
-from ddpcontract.states import state_rank as _rank
+from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
-from ddpui.models.org import Org
+from ddpui.models.locks import TaskLock
+from ddpui.models.org import Org, OrgUser
+from ddpui.models.tasks import OrgTask
+from ddpui.prefect_client import ProxyError, ProxyNotFound, get_proxy
 from ddpui.services import locks
 from ddpui.services.audit import AuditAction, audit_record
+from ddpui.services.notifications import RunEvent, run_events_announce
+
+logger = logging.getLogger(__name__)
 
 
 def _when(value) -> datetime | None:
@@ -29,9 +42,30 @@ def _when(value) -> datetime | None:
     return parse_datetime(str(value))
 
 
-def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:
-    """Records what the proxy reports for one run. Returns (record, changed). Releases the run's locks
-    on a terminal state."""
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def run_events_for(record: PrefectFlowRun) -> list[RunEvent]:
+    """The events a run in this state raises (each is announced once per run: see notifications.py)."""
+    if record.state_type in FAILURE_STATES:
+        return [RunEvent.RUN_FAILED]
+    return []
+
+
+@dataclass
+class Observation:
+    record: PrefectFlowRun
+    changed: bool
+    outcome: str = ""  # what the scheduled-run lock rule did, if anything
+
+
+def _record(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:
+    """Records the report in one transaction: the run's row, lock release at its end, audit, event claims."""
     flow_run_id = str(run["flow_run_id"])
     state_type = (run.get("state_type") or "").upper()
     with transaction.atomic():
@@ -43,7 +77,7 @@ def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool
         changed = created
         if (
             created
-            or _rank(state_type) > _rank(record.state_type)
+            or state_rank(state_type) > state_rank(record.state_type)
             or (state_type == record.state_type and not already_terminal)
         ):
             fields = {
@@ -64,13 +98,17 @@ def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool
                 if getattr(record, key) != value:
                     setattr(record, key, value)
                     changed = True
-            if changed:
-                record.save()
         elif already_terminal and run.get("task_results") and not record.task_results:
             # a terminal report may come before the run's results artifact is readable
             record.task_results = run["task_results"]
-            record.save(update_fields=["task_results", "updated_at"])
             changed = True
+        events = [event for event in run_events_for(record) if event.value not in (record.notified_events or [])]
+        if events:
+            record.notified_events = [*(record.notified_events or []), *(event.value for event in events)]
+            changed = True
+            transaction.on_commit(lambda: run_events_announce(flow_run_id=flow_run_id, events=events), robust=True)
+        if changed:
+            record.save()
         released = 0
         if is_terminal(record.state_type):
             released = locks.locks_release_for_run(flow_run_id=flow_run_id)
@@ -84,3 +122,139 @@ def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool
                 details={"count": released, "state": record.state_name or record.state_type},
             )
     return record, changed
+
+
+def run_state_forget(*, flow_run_id: str) -> int:
+    """The run no longer exists in Prefect: its locks go, and a live record of it ends as Deleted."""
+    with transaction.atomic():
+        released = locks.locks_release_for_run(flow_run_id=flow_run_id)
+        PrefectFlowRun.objects.filter(flow_run_id=flow_run_id, state_type__in=LIVE_STATES).update(
+            state_type="CANCELLED", state_name="Deleted", state_message="the run no longer exists in Prefect"
+        )
+    return released
+
+
+def runs_refresh(*, flow_run_ids: list[str]) -> dict[str, PrefectFlowRun | None]:
+    """Reads these runs from Prefect in one batch and records what it says; a run Prefect no longer knows
+    is forgotten (None). Returns flow run id -> its record."""
+    flow_run_ids = sorted(set(flow_run_ids))
+    if not flow_run_ids:
+        return {}
+    found: dict[str, dict] = {}
+    known = [flow_run_id for flow_run_id in flow_run_ids if _is_uuid(flow_run_id)]  # Prefect's ids are UUIDs
+    for start in range(0, len(known), 200):
+        chunk = known[start : start + 200]
+        for run in get_proxy().flow_runs.filter(
+            flow_run_ids=chunk, include_future=True, include_task_results=True, limit=200
+        ):
+            found[str(run["flow_run_id"])] = run
+    orgs = dict(PrefectFlowRun.objects.filter(flow_run_id__in=flow_run_ids).values_list("flow_run_id", "org_id"))
+    org_by_id = Org.objects.in_bulk({org_id for org_id in orgs.values() if org_id})
+    refreshed: dict[str, PrefectFlowRun | None] = {}
+    for flow_run_id in flow_run_ids:
+        run = found.get(flow_run_id)
+        if run is None:
+            run_state_forget(flow_run_id=flow_run_id)
+            refreshed[flow_run_id] = None
+        else:
+            refreshed[flow_run_id] = run_state_apply(org=org_by_id.get(orgs.get(flow_run_id)), run=run)[0]
+    return refreshed
+
+
+def locks_acquire_or_heal(
+    *,
+    orgtasks: list[OrgTask],
+    flow_run_id: str | None = None,
+    locked_by: OrgUser | None = None,
+    dataflow: OrgDataFlowv1 | None = None,
+) -> list[TaskLock]:
+    """`locks.locks_acquire`, except that a conflict with runs Prefect says are over (or no longer has) —
+    their end notification was lost — is repaired on the spot and the locks taken. Raises TaskLocked when a
+    live run holds them (or a run that is still starting)."""
+    try:
+        return locks.locks_acquire(orgtasks=orgtasks, flow_run_id=flow_run_id, locked_by=locked_by, dataflow=dataflow)
+    except locks.TaskLocked as conflict:
+        holder_runs = sorted({lock.flow_run_id for lock in conflict.holders if lock.flow_run_id})
+        if not holder_runs:
+            raise
+        refreshed = runs_refresh(flow_run_ids=holder_runs)
+        if all(record is not None and not is_terminal(record.state_type) for record in refreshed.values()):
+            raise
+        logger.info("released locks of finished run(s) %s whose end was not notified", holder_runs)
+    return locks.locks_acquire(orgtasks=orgtasks, flow_run_id=flow_run_id, locked_by=locked_by, dataflow=dataflow)
+
+
+def _lock_live_run(*, dataflow: OrgDataFlowv1, run: dict) -> tuple[dict, str]:
+    """A live run we did not trigger (a scheduled one) takes its dataflow's locks, or is cancelled when
+    they are held by another live run. Returns the run as it now is, and what was done."""
+    from ddpui.services.pipelines import dataflow_orgtasks  # pipelines imports this module
+
+    flow_run_id = str(run["flow_run_id"])
+    if TaskLock.objects.filter(flow_run_id=flow_run_id).exists():
+        return run, ""
+    with transaction.atomic():
+        # our own trigger holds the locks without a run id for a moment: that run is this one
+        starting = list(
+            TaskLock.objects.select_for_update().filter(locking_dataflow=dataflow, flow_run_id__isnull=True)
+        )
+        if starting:
+            locks.locks_attach_run(locks=starting, flow_run_id=flow_run_id)
+            return run, "attached to the trigger's locks"
+    orgtasks = dataflow_orgtasks(dataflow)
+    try:
+        locks_acquire_or_heal(orgtasks=orgtasks, flow_run_id=flow_run_id, dataflow=dataflow)
+    except locks.TaskLocked as exc:
+        message = f"cancelled: it would overlap a running task ({exc.message})"
+        try:
+            get_proxy().flow_run(flow_run_id).cancel()
+            run = {**run, "state_type": "CANCELLING", "state_name": "Cancelling", "state_message": message}
+        except ProxyError:  # it ended before we could cancel it: record how it ended
+            try:
+                run = get_proxy().flow_run(flow_run_id).state()
+            except ProxyNotFound:
+                run_state_forget(flow_run_id=flow_run_id)
+            return run, "ended before it could be cancelled for overlapping a running task"
+        audit_record(
+            org=dataflow.org,
+            action=AuditAction.RUN_CANCELLED_OVERLAP,
+            object_type="flow_run",
+            object_id=flow_run_id,
+            actor="system",
+            details={"pipeline": dataflow.name, "holders": [lock.flow_run_id for lock in exc.holders]},
+        )
+        return run, message
+    audit_record(
+        org=dataflow.org,
+        action=AuditAction.LOCKS_TAKEN,
+        object_type="flow_run",
+        object_id=flow_run_id,
+        actor=f"run {flow_run_id}",
+        details={"pipeline": dataflow.name, "count": len(orgtasks)},
+    )
+    return run, "locked for the scheduled run"
+
+
+def run_state_observe(*, org: Org | None, run: dict, dataflow: OrgDataFlowv1 | None = None) -> Observation:
+    """Applies what Prefect reports for one run, with everything it implies. `dataflow` is the run's
+    pipeline when the caller already has it (looked up by the run's deployment otherwise)."""
+    state_type = (run.get("state_type") or "").upper()
+    outcome = ""
+    if state_type in LIVE_STATES - {"SCHEDULED"}:
+        deployment_id = str(run.get("deployment_id") or "")
+        if dataflow is None and deployment_id:
+            dataflow = OrgDataFlowv1.objects.select_related("org").filter(deployment_id=deployment_id).first()
+        previous = (
+            PrefectFlowRun.objects.filter(flow_run_id=str(run["flow_run_id"]))
+            .values_list("state_type", flat=True)
+            .first()
+        )
+        if dataflow is not None and not is_terminal(previous):
+            run, outcome = _lock_live_run(dataflow=dataflow, run=run)
+    record, changed = _record(org=org, run=run)
+    return Observation(record=record, changed=changed, outcome=outcome)
+
+
+def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:
+    """Records what the proxy reports for one run (see run_state_observe). Returns (record, changed)."""
+    observation = run_state_observe(org=org, run=run)
+    return observation.record, observation.changed

@@ -20,7 +20,7 @@ from ddpui.models.tasks import OrgTask, Task, TaskType
 from ddpui.prefect_client import get_proxy
 from ddpui.services import locks
 from ddpui.services.orgs import Rollback, block_name_for, prefect_block_delete
-from ddpui.services.run_states import run_state_apply
+from ddpui.services.run_states import locks_acquire_or_heal, run_state_apply
 from ddpui.services.selectors import orgtask_get
 from ddpui.services.task_config import OrgContext, pipeline_order
 from ddpui.services.warehouse import profile_block_get
@@ -233,7 +233,7 @@ def orgtask_run(*, org: Org, orguser: OrgUser, orgtask_uuid: str) -> dict:
     if orgtask.task.type == TaskType.AIRBYTE:
         raise InvalidInput("a sync runs through its connection's deployment, not as a single task")
     task = OrgContext(org).task(orgtask, 0)
-    held = locks.locks_acquire(orgtasks=[orgtask], locked_by=orguser)
+    held = locks_acquire_or_heal(orgtasks=[orgtask], locked_by=orguser)
     try:
         run = get_proxy().task_runs.start(org_slug=org.slug, task=task)
     except Exception:

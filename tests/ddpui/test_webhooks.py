@@ -1,10 +1,9 @@
 """The Prefect notification webhook and the lock reconciler, against the real Prefect server."""
 
-import os
 import time
 from datetime import timedelta
+from io import StringIO
 
-import httpx
 import pytest
 from django.core import mail
 from django.core.management import call_command
@@ -15,6 +14,7 @@ from ddpui.models import PrefectFlowRun, TaskLock
 from ddpui.prefect_client import get_proxy
 from ddpui.services import locks
 from tests.factories import auth_headers
+from tests.support.prefect_rest import prefect_request, prefect_set_state
 
 from .pipelines.conftest import make_pipeline_org
 
@@ -28,7 +28,7 @@ IDLE_POOL = "ddpui-idle"  # no worker polls it: runs stay where the test puts th
 def webhook(settings, live_services):
     settings.WEBHOOK_SECRET = SECRET
     settings.PREFECT_WORK_POOL = IDLE_POOL
-    httpx.post(f"{os.environ['PREFECT_API_URL']}/work_pools/", json={"name": IDLE_POOL, "type": "process"}, timeout=30)
+    prefect_request("POST", "work_pools/", json={"name": IDLE_POOL, "type": "process"}, expect=(201, 409))
     client = Client()
 
     def post(body, secret=SECRET, content_type="application/json"):
@@ -38,14 +38,8 @@ def webhook(settings, live_services):
     return post
 
 
-def set_state(flow_run_id: str, state_type: str, name: str | None = None) -> None:
-    state = {"type": state_type, "name": name or state_type.title()}
-    response = httpx.post(
-        f"{os.environ['PREFECT_API_URL']}/flow_runs/{flow_run_id}/set_state",
-        json={"state": state, "force": True},
-        timeout=30,
-    )
-    assert response.status_code in (200, 201), response.text
+def set_state(flow_run_id: str, state_type: str) -> None:
+    prefect_set_state(flow_run_id, state_type)
 
 
 def make_pipeline(orguser, t, name="nightly"):
@@ -138,12 +132,10 @@ def test_reconciler_repairs_lost_webhooks_deleted_runs_and_stale_locks(webhook):
     finished = trigger(orguser, make_pipeline(orguser, t, "finished"))
     set_state(finished, "COMPLETED")  # its webhook is lost
     deleted = trigger(orguser, make_pipeline(orguser, {"dbt-run": t["dbt-test"]}, "deleted"))
-    httpx.delete(f"{os.environ['PREFECT_API_URL']}/flow_runs/{deleted}", timeout=30)
+    prefect_request("DELETE", f"flow_runs/{deleted}", expect=(204,))
     stale = locks.locks_acquire(orgtasks=[t["dbt-deps"]])
     TaskLock.objects.filter(id=stale[0].id).update(locked_at=timezone.now() - timedelta(hours=1))
     fresh = locks.locks_acquire(orgtasks=[t["git-pull"]])  # a trigger in progress: within the grace period
-
-    from io import StringIO
 
     out = StringIO()
     call_command("reconcile_locks", stdout=out)
@@ -157,7 +149,9 @@ def test_reconciler_repairs_lost_webhooks_deleted_runs_and_stale_locks(webhook):
 
 
 @pytest.mark.worker
-def test_failed_run_emails_managers_with_the_failing_task(webhook, settings, prefect_worker):
+def test_failed_run_emails_managers_with_the_failing_task(
+    webhook, settings, prefect_worker, django_capture_on_commit_callbacks
+):
     settings.PREFECT_WORK_POOL = prefect_worker.pool
     org, orguser, _, t = make_pipeline_org("Failing Org")  # its dbt project does not exist on disk
     body = {"name": "broken", "transformTasks": [{"uuid": str(t["git-pull"].uuid), "seq": 0}]}
@@ -171,7 +165,8 @@ def test_failed_run_emails_managers_with_the_failing_task(webhook, settings, pre
     while get_proxy().flow_run(run_id).state()["state_type"] not in {"FAILED", "CRASHED", "COMPLETED"}:
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(1)
-    response = webhook({"flow_run_id": run_id})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = webhook({"flow_run_id": run_id})
     assert response.status_code == 200
     assert PrefectFlowRun.objects.get(flow_run_id=run_id).state_type == "FAILED"
     assert not TaskLock.objects.exists()
@@ -180,5 +175,45 @@ def test_failed_run_emails_managers_with_the_failing_task(webhook, settings, pre
     assert email.to == [orguser.user.email]
     assert org.name in email.subject and "broken" in email.subject
     assert "git-pull" in email.body and "Last log lines" in email.body
-    webhook({"flow_run_id": run_id})
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook({"flow_run_id": run_id})
     assert len(mail.outbox) == 1  # a duplicate notification sends nothing more
+
+
+@pytest.mark.parametrize("first_observer", ["api read", "reconciler", "webhook"])
+def test_a_failure_is_emailed_once_whoever_records_it_first(
+    webhook, first_observer, django_capture_on_commit_callbacks
+):
+    org, orguser, _, t = make_pipeline_org("Once Org")
+    run_id = trigger(orguser, make_pipeline(orguser, t, "nightly"))
+    set_state(run_id, "RUNNING")
+    set_state(run_id, "FAILED")
+    with django_capture_on_commit_callbacks(execute=True):
+        if first_observer == "api read":
+            response = Client().get(f"/api/prefect/flow_runs/{run_id}", **auth_headers(orguser))
+            assert response.status_code == 200, response.content
+        elif first_observer == "reconciler":
+            call_command("reconcile_locks", stdout=StringIO())
+        else:
+            assert webhook({"flow_run_id": run_id}).status_code == 200
+    assert PrefectFlowRun.objects.get(flow_run_id=run_id).state_type == "FAILED"
+    assert len(mail.outbox) == 1 and "nightly" in mail.outbox[0].subject
+    with django_capture_on_commit_callbacks(execute=True):  # later observers send nothing more
+        assert webhook({"flow_run_id": run_id}).status_code == 200
+        assert Client().get(f"/api/prefect/flow_runs/{run_id}", **auth_headers(orguser)).status_code == 200
+        call_command("reconcile_locks", stdout=StringIO())
+    assert len(mail.outbox) == 1
+    assert not TaskLock.objects.exists()
+
+
+def test_a_trigger_refused_by_a_finished_run_heals_the_lost_end_at_once(webhook):
+    org, orguser, _, t = make_pipeline_org("Heal Org")
+    deployment_id = make_pipeline(orguser, t, "nightly")
+    first = trigger(orguser, deployment_id)
+    set_state(first, "RUNNING")
+    running = Client().post(f"/api/prefect/v1/flows/{deployment_id}/flow_run/", **auth_headers(orguser))
+    assert running.status_code == 409 and first in running.json()["detail"]  # a live holder still wins
+    set_state(first, "COMPLETED")  # its notification is lost
+    second = trigger(orguser, deployment_id)  # not 409: the holder's run is over
+    assert PrefectFlowRun.objects.get(flow_run_id=first).state_type == "COMPLETED"
+    assert set(TaskLock.objects.values_list("flow_run_id", flat=True)) == {second}

@@ -1,5 +1,5 @@
 """Load: 200 webhook deliveries for 50 runs, from 8 threads at once, end in exactly the state that
-delivering them one after the other does (PostgreSQL: real row locks between the threads).
+delivering them one after the other does, on SQLite and on PostgreSQL (real row locks between the threads).
 The throughput figure is measured by bench/webhook_load.py, never asserted here."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ pytestmark = [
 SECRET = "load-test-webhook-secret"
 
 
-def test_concurrent_deliveries_end_as_sequential_ones(postgres_only, idle_pool, settings):
+def test_concurrent_deliveries_end_as_sequential_ones(idle_pool, settings):
     settings.WEBHOOK_SECRET = SECRET
     org, orguser, _, _ = make_pipeline_org("Load Org", connections=0)
     scenario = build_scenario(org=org, orguser=orguser, make_orgtask=make_orgtask, webhook_secret=SECRET)
