@@ -13,7 +13,17 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 
 class TaskType(StrEnum):
@@ -61,7 +71,8 @@ GIT_PULL_SECRET_ENV_KEY = "secret-git-pull-url-block"
 BLOCK_NAME_PATTERN = r"^[a-z0-9-]{1,200}$"
 BlockName = Annotated[str, StringConstraints(pattern=BLOCK_NAME_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-Seconds = Annotated[int | float, Field(ge=0)]
+# whole seconds stay integers in the JSON
+Seconds = Annotated[StrictInt | StrictFloat, Field(ge=0), WithJsonSchema({"type": "number", "minimum": 0})]
 
 
 class _TaskConfigBase(BaseModel):

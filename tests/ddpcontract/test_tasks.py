@@ -114,6 +114,8 @@ def test_optional_fields_keep_their_documented_defaults():
         ({"tasks": [{**GIT_PULL, "commands": []}]}, "config.tasks[0]: commands: List should have at least 1 item"),
         ({"tasks": [{**GIT_PULL, "retries": -1}]}, "config.tasks[0]: retries: Input should be greater than or equal"),
         ({"tasks": [{**DBT_RUN, "cli_profile_block": "Acme Profile"}]}, "config.tasks[0]: cli_profile_block:"),
+        ({"tasks": [{**GIT_PULL, "timeout_seconds": "60"}]}, "config.tasks[0]: timeout_seconds.int: Input should be"),
+        ({"tasks": [{**AIRBYTE, "timeout": -5}]}, "config.tasks[0]: timeout: Input should be greater than or equal"),
         ({"tasks": [{**AIRBYTE, "retires": 2}]}, "config.tasks[0]: retires: Extra inputs are not permitted"),
         ({"tasks": [AIRBYTE], "org_slug": 7}, "config: org_slug: Input should be a valid string"),
     ],
