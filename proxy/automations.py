@@ -14,14 +14,13 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import httpx
-from fastapi import APIRouter, Depends, Path, Request
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import PrefectClient
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from pydantic import AnyHttpUrl, BaseModel, StringConstraints
 
-from ddpcontract.tasks import BLOCK_NAME_PATTERN, BlockName
+from ddpcontract.tasks import BlockName
 from proxy import schemas
 from proxy.errors import NotFound
 from proxy.prefect_api import prefect_json
@@ -227,33 +226,3 @@ async def flow_run_notifications_delete(client: PrefectClient, *, name: str) -> 
     if document is not None:
         await client.delete_block_document(document["id"])
     return FlowRunNotificationsDeleted(name=name, automations_deleted=len(existing), block_deleted=document is not None)
-
-
-# ---------------------------------------------------------------- routes (included in proxy.main's router)
-
-
-async def _prefect_client(request: Request) -> PrefectClient:
-    return await request.app.state.prefect.client()
-
-
-Prefect = Annotated[PrefectClient, Depends(_prefect_client)]
-Name = Annotated[str, Path(pattern=BLOCK_NAME_PATTERN)]
-
-router = APIRouter(prefix="/automations/flow-run-notifications", tags=["automations"])
-
-
-@router.put("/")
-async def write_flow_run_notifications(
-    request: FlowRunNotificationsWrite, client: Prefect
-) -> FlowRunNotificationsWritten:
-    return await flow_run_notifications_write(client, request=request)
-
-
-@router.get("/{name}")
-async def read_flow_run_notifications(name: Name, client: Prefect) -> FlowRunNotifications:
-    return await flow_run_notifications_read(client, name=name)
-
-
-@router.delete("/{name}")
-async def delete_flow_run_notifications(name: Name, client: Prefect) -> FlowRunNotificationsDeleted:
-    return await flow_run_notifications_delete(client, name=name)

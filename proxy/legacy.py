@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import pydantic
-from fastapi import APIRouter, Depends, Request
 from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field
@@ -219,27 +218,3 @@ async def dbt_cli_profile_from_dbtcore(
         threads=create.threads,
         bqlocation=create.bqlocation,
     )
-
-
-# ---------------------------------------------------------------- routes (included in proxy.main's router)
-
-
-async def _prefect_client(request: Request) -> PrefectClient:
-    return await request.app.state.prefect.client()
-
-
-Prefect = Annotated[PrefectClient, Depends(_prefect_client)]
-
-router = APIRouter(tags=["block migration"])
-
-
-@router.post("/legacy/blocks/describe")
-async def describe_legacy_blocks(request: LegacyBlocksDescribe, client: Prefect) -> LegacyBlockList:
-    return await legacy_blocks_describe(client, request=request)
-
-
-@router.post("/blocks/dbtcli/profile/from_dbtcore/", status_code=201)
-async def create_dbt_cli_profile_from_dbtcore(
-    request: DbtCliProfileFromDbtCore, client: Prefect
-) -> schemas.DbtCliProfileBlock:
-    return await dbt_cli_profile_from_dbtcore(client, request=request)
