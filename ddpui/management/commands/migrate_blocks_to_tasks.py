@@ -6,16 +6,9 @@ manage.py migrate_blocks_to_tasks --switch-entrypoint | --rollback-entrypoint (-
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ddpui.block_migration.planner import PHASE_1, PHASE_2, PHASE_3, PHASE_ROLLBACK, PHASE_SWITCH
+from ddpui.block_migration.runner import migration_run_org, orgs_for_migration
 from ddpui.errors import DomainError
-from ddpui.services.block_migration import (
-    PHASE_1,
-    PHASE_2,
-    PHASE_3,
-    PHASE_ROLLBACK,
-    PHASE_SWITCH,
-    migration_run_org,
-    orgs_for_migration,
-)
 
 TITLES = {
     PHASE_1: "phase 1 (Airbyte server block, manual syncs)",

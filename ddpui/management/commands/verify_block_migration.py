@@ -8,8 +8,10 @@ exits non-zero when there is one (docs/migration.md).
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ddpui.block_migration.legacy import LegacyOrg
+from ddpui.block_migration.runner import orgs_for_migration
+from ddpui.block_migration.verification import verify_org
 from ddpui.errors import DomainError
-from ddpui.services.block_migration import LegacyOrg, orgs_for_migration, verify_org
 
 
 class Command(BaseCommand):
