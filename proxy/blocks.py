@@ -17,6 +17,7 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from ddpcontract.warehouses import WarehouseConfigError, warehouse_for
 from proxy import schemas
 from proxy.errors import Conflict, InvalidRequest, NotFound
 from proxy.prefect_api import prefect_json
@@ -124,74 +125,33 @@ async def secret_read(client: PrefectClient, *, name: str) -> schemas.BlockRef:
 
 # ---------------------------------------------------------------- dbt CLI profile (a Secret holding JSON)
 
-_POSTGRES_ALIASES = {"username": "user", "database": "dbname"}
-_REQUIRED_CREDENTIALS = {
-    "postgres": ("host", "user", "password", "dbname"),
-    "duckdb": ("path",),
-    "bigquery": ("project", "keyfile_json"),
-}
-
 
 def _canonical_credentials(wtype: str, credentials: dict[str, Any]) -> dict[str, Any]:
-    """Accept the spellings Django and dbt use and return the flow's contract keys."""
-    if wtype == "postgres":
-        return {_POSTGRES_ALIASES.get(key, key): value for key, value in credentials.items()}
-    if wtype == "bigquery" and "keyfile_json" not in credentials and "private_key" in credentials:
-        # the caller sent the service-account JSON itself
-        return {"project": credentials.get("project_id"), "keyfile_json": credentials}
-    return dict(credentials)
+    """Accept the spellings Django and dbt use and return the flow's contract keys (the registry's aliases)."""
+    return warehouse_for(wtype).canonical_credentials(credentials)
 
 
-def _complete_credentials(wtype: str, credentials: dict[str, Any], bqlocation: str | None) -> dict[str, Any]:
-    missing = [key for key in _REQUIRED_CREDENTIALS[wtype] if credentials.get(key) in (None, "")]
-    if missing:
-        raise InvalidRequest(f"{wtype} credentials need {', '.join(missing)}")
-    if wtype == "postgres":
-        try:
-            credentials["port"] = int(credentials.get("port") or 5432)
-        except (TypeError, ValueError):
-            raise InvalidRequest("postgres credentials: port must be a number") from None
-    if wtype == "bigquery":
-        if not isinstance(credentials["keyfile_json"], dict):
-            raise InvalidRequest("bigquery credentials: keyfile_json must be the service-account JSON object")
-        credentials["method"] = "service-account-json"
-        if bqlocation:
-            credentials["location"] = bqlocation
-    return credentials
+def _complete_credentials(wtype: str, credentials: dict[str, Any], location: str | None) -> dict[str, Any]:
+    try:
+        return warehouse_for(wtype).complete_credentials(credentials, location=location)
+    except WarehouseConfigError as error:
+        if error.missing:
+            raise InvalidRequest(f"{wtype} credentials need {', '.join(error.missing)}") from None
+        raise InvalidRequest(f"{wtype} credentials: {error.field} {error.problem}") from None
 
 
 def _credentials_from_destination(wtype: str, config: dict[str, Any], name: str) -> tuple[dict[str, Any], str | None]:
-    """The profile credentials (and BigQuery location) in an Airbyte destination configuration, mapped the way
-    Django maps a warehouse's `airbyteConfig`."""
-
-    def required(*keys: str) -> None:
-        missing = [key for key in keys if config.get(key) in (None, "")]
-        if missing:
-            raise InvalidRequest(f"the warehouse configuration in secret {name!r} lacks {', '.join(missing)}")
-
-    if wtype == "postgres":
-        required("host", "database", "username", "password")
-        credentials = {
-            "host": config["host"],
-            "port": config.get("port") or 5432,
-            "user": config["username"],
-            "password": config["password"],
-            "dbname": config["database"],
-        }
-        return credentials, None
-    if wtype == "duckdb":
-        required("destination_path")
-        return {"path": config["destination_path"]}, None
-    required("project_id", "credentials_json")
-    keyfile = config["credentials_json"]
-    if isinstance(keyfile, str):
-        try:
-            keyfile = json.loads(keyfile)
-        except ValueError:
-            keyfile = None
-    if not isinstance(keyfile, dict):
-        raise InvalidRequest(f"the warehouse configuration in secret {name!r}: credentials_json is not JSON")
-    return {"project": config["project_id"], "keyfile_json": keyfile}, config.get("dataset_location")
+    """The profile credentials (and location) in an Airbyte destination configuration, mapped by the registry the
+    way Django checks a warehouse's `airbyteConfig`; only what dbt needs is kept."""
+    warehouse = warehouse_for(wtype)
+    try:
+        return warehouse.profile_credentials(config), warehouse.location(config)
+    except WarehouseConfigError as error:
+        if error.missing:
+            raise InvalidRequest(
+                f"the warehouse configuration in secret {name!r} lacks {', '.join(error.missing)}"
+            ) from None
+        raise InvalidRequest(f"the warehouse configuration in secret {name!r}: {error.field} {error.problem}") from None
 
 
 async def _credentials_from_block(client: PrefectClient, *, wtype: str, name: str) -> tuple[dict[str, Any], str | None]:
@@ -252,7 +212,7 @@ async def dbt_cli_profile_update(client: PrefectClient, *, request: schemas.DbtC
         credentials = _canonical_credentials(wtype, request.credentials)
     else:
         credentials = {**profile["credentials"], **_canonical_credentials(wtype, request.credentials or {})}
-    if wtype == "bigquery":
+    if warehouse_for(wtype).location_field:
         location = location or credentials.get("location")
     bqlocation = request.bqlocation or location
     profile.update(
@@ -277,5 +237,5 @@ async def dbt_cli_profile_read(client: PrefectClient, *, name: str) -> schemas.D
         wtype=profile["type"],
         target_schema=profile["schema"],
         threads=profile.get("threads", 4),
-        bqlocation=profile["credentials"].get("location") if profile["type"] == "bigquery" else None,
+        bqlocation=profile["credentials"].get("location") if warehouse_for(profile["type"]).location_field else None,
     )

@@ -18,6 +18,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field
 
+from ddpcontract.warehouses import WAREHOUSE_TYPES, warehouse_for
 from proxy import blocks, schemas
 from proxy.errors import InvalidRequest, NotFound
 from proxy.prefect_api import prefect_json
@@ -25,7 +26,6 @@ from proxy.schemas import BlockName, NonEmpty
 
 PAGE_SIZE = 200  # Prefect's largest page
 GIT_PULL_SECRET_ENV = "secret-git-pull-url-block"
-PROFILE_WAREHOUSE_TYPES = ("postgres", "duckdb", "bigquery")
 
 
 # ---------------------------------------------------------------- request and response models
@@ -189,10 +189,9 @@ async def dbt_cli_profile_from_dbtcore(
     wtype = configs.pop("type", None)
     schema = configs.pop("schema", None)
     threads = configs.pop("threads", None) or 4
-    if wtype not in PROFILE_WAREHOUSE_TYPES:
+    if wtype not in WAREHOUSE_TYPES:
         raise InvalidRequest(
-            f"the profile of {name!r} is for a {wtype!r} warehouse; "
-            f"only {', '.join(PROFILE_WAREHOUSE_TYPES)} are supported"
+            f"the profile of {name!r} is for a {wtype!r} warehouse; only {', '.join(WAREHOUSE_TYPES)} are supported"
         )
     try:
         create = schemas.DbtCliProfileCreate(
@@ -201,7 +200,7 @@ async def dbt_cli_profile_from_dbtcore(
             wtype=wtype,
             target_schema=request.target_schema or schema,
             credentials=configs,
-            bqlocation=configs.get("location") if wtype == "bigquery" else None,
+            bqlocation=configs.get("location") if warehouse_for(wtype).location_field else None,
             threads=threads,
         )
     except pydantic.ValidationError as exc:

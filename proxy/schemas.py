@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 from ddpcontract.flows import Entrypoint
 from ddpcontract.states import StateType
 from ddpcontract.tasks import BlockName, DbtTaskConfig, NonEmpty, ShellTaskConfig
+from ddpcontract.warehouses import WarehouseType
 
 # Prefect refuses / % & > < in names; ? # and control characters would break the by-name URL it is read back with
 ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><?#\x00-\x1f\x7f]+$", min_length=1, max_length=200)]
-WarehouseType = Literal["postgres", "duckdb", "bigquery"]
 
 
 class Request(BaseModel):

@@ -10,13 +10,17 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ddpcontract.warehouses import SECRET_FIELDS
+
 REDACTED = "***"
 
-_SENSITIVE_CREDENTIAL_KEYS = {
+# the secret fields of every warehouse type, and the usual names of secrets in other credentials
+_SENSITIVE_CREDENTIAL_KEYS = SECRET_FIELDS | {
     "password",
     "pass",
     "private_key",
     "private_key_id",
+    "private_key_passphrase",
     "keyfile_json",
     "token",
     "refresh_token",

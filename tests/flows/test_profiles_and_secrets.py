@@ -10,8 +10,9 @@ import logging
 
 import pytest
 
+from ddpcontract.warehouses import profile_target
 from ddpui.flows.profiles import ProfileError, render_profile
-from ddpui.flows.redaction import redacted_logging, register_url_secret
+from ddpui.flows.redaction import redacted_logging, register_credential_secrets, register_url_secret
 from ddpui.flows.shell import git_pull_command
 
 KEYFILE = {
@@ -103,9 +104,56 @@ def test_postgres_and_duckdb_profiles_render_their_credentials():
 
 
 @pytest.mark.parametrize(
+    ("wtype", "credentials"),
+    [
+        ("postgres", {"host": "db", "port": 5432, "user": "u", "password": "p4ssw0rd", "dbname": "wh"}),
+        ("duckdb", {"path": "/w.duckdb"}),
+        ("bigquery", {"project": "acme-analytics", "method": "service-account-json", "keyfile_json": KEYFILE}),
+        (
+            "snowflake",
+            {"account": "acme123.us-east-2.aws", "user": "LOADER", "role": "TRANSFORMER", "database": "ANALYTICS",
+             "warehouse": "COMPUTE_WH", "private_key": "-----BEGIN PRIVATE KEY-----", "private_key_passphrase": "pp"},
+        ),
+    ],
+)  # fmt: skip
+def test_every_warehouse_types_profile_renders_as_the_registry_says(wtype, credentials):
+    """prefect-dbt's DbtCliProfile (what a dbt task writes) gives the registry's profiles.yml, for every type."""
+    profile = {
+        "profile_name": "acme",
+        "target": "prod",
+        "type": wtype,
+        "schema": "analytics",
+        "credentials": credentials,
+    }
+    assert render_profile(profile) == profile_target(profile).profiles_yml()
+    assert render_profile(profile)["acme"]["outputs"]["prod"]["type"] == wtype
+
+
+def test_the_secret_fields_of_every_warehouse_type_are_redacted():
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    logger = logging.getLogger("prefect")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        with redacted_logging():
+            register_credential_secrets(
+                {"account": "acme123", "private_key": "pk-Secr3t-Key", "private_key_passphrase": "Passphr4se"}
+            )
+            logger.warning("connecting to %s with %s and %s", "acme123", "pk-Secr3t-Key", "Passphr4se")
+    finally:
+        logger.removeHandler(keep)
+    assert records == ["connecting to acme123 with *** and ***"]
+
+
+@pytest.mark.parametrize(
     ("profile", "expected"),
     [
-        (bigquery_profile(type="snowflake"), "unsupported warehouse type 'snowflake'"),
+        (bigquery_profile(type="redshift"), "unsupported warehouse type 'redshift'"),
         (bigquery_profile(credentials={"project": "p", "method": "service-account-json"}), "lack keyfile_json"),
         ({"type": "duckdb", "credentials": {"path": "x"}}, "lacks profile_name, target, schema"),
         ("{not json", "not valid JSON"),
