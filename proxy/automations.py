@@ -10,7 +10,7 @@ upsert by name, so setting the notifications up twice changes nothing.
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any, Literal
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -18,12 +18,16 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import PrefectClient
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-from pydantic import AnyHttpUrl, BaseModel, StringConstraints
 
-from ddpcontract.tasks import BlockName
-from proxy import schemas
 from proxy.errors import NotFound
 from proxy.prefect_api import prefect_json
+from proxy.schemas import (
+    Change,
+    FlowRunNotifications,
+    FlowRunNotificationsDeleted,
+    FlowRunNotificationsWrite,
+    FlowRunNotificationsWritten,
+)
 
 WEBHOOK_SLUG = CustomWebhookNotificationBlock.get_block_type_slug()
 SECRET_KEY = "webhook_secret"
@@ -34,42 +38,6 @@ BODY_TEMPLATE = "{{ flow_run.id }}"
 # The block's own templates: `body` and `subject` are the rendered texts above.
 JSON_BODY = {"flow_run_id": "{{body}}", "message": "{{subject}}"}
 DESCRIPTION = "Posts every flow-run state change to ddpui's webhook (managed by the ddpui proxy)."
-
-Change = Literal["created", "updated", "unchanged"]
-HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,100}$")]
-
-
-class FlowRunNotificationsWrite(schemas.Request):
-    name: BlockName
-    url: AnyHttpUrl
-    secret_header_name: HeaderName
-    secret: Annotated[str, StringConstraints(min_length=1)]
-
-
-class FlowRunNotifications(BaseModel):
-    """What is set up, never the secret."""
-
-    name: str
-    automation_id: UUID
-    enabled: bool
-    events: list[str]
-    block_id: UUID | None
-    block_name: str | None
-    url: str | None
-    secret_header_name: str | None
-
-
-class FlowRunNotificationsWritten(FlowRunNotifications):
-    block_change: Change
-    automation_change: Change
-    duplicates_removed: int
-
-
-class FlowRunNotificationsDeleted(BaseModel):
-    name: str
-    automations_deleted: int
-    block_deleted: bool
-
 
 # ---------------------------------------------------------------- service
 

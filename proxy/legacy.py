@@ -11,71 +11,19 @@ from __future__ import annotations
 import asyncio
 import warnings
 from typing import Any
-from uuid import UUID
 
 import pydantic
 from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel, Field
 
+from ddpcontract.tasks import GIT_PULL_SECRET_ENV_KEY
 from ddpcontract.warehouses import WAREHOUSE_TYPES, warehouse_for
 from proxy import blocks, schemas
 from proxy.errors import InvalidRequest, NotFound
 from proxy.prefect_api import prefect_json
-from proxy.schemas import BlockName, NonEmpty
+from proxy.schemas import DbtCliProfileFromDbtCore, LegacyBlock, LegacyBlockList, LegacyBlocksDescribe, LegacyDbtProfile
 
 PAGE_SIZE = 200  # Prefect's largest page
-GIT_PULL_SECRET_ENV = "secret-git-pull-url-block"
-
-
-# ---------------------------------------------------------------- request and response models
-
-
-class LegacyBlocksDescribe(schemas.Request):
-    block_names: list[BlockName] = Field(min_length=1, max_length=1000)
-
-
-class LegacyDbtProfile(BaseModel):
-    """What a legacy dbt CLI profile is, never its credentials."""
-
-    block_id: UUID | None = Field(default=None, description="The named dbt CLI Profile block referenced, if any")
-    block_name: str | None = None
-    profile_name: str
-    target: str
-    wtype: str
-    target_schema: str
-    threads: int | None = None
-
-
-class LegacyBlock(BaseModel):
-    block_id: UUID
-    block_name: str
-    block_type: str = Field(description="Prefect's block type name, e.g. 'dbt Core Operation'")
-    block_type_slug: str
-    connection_id: str | None = None
-    airbyte_server_block: str | None = None
-    max_wait_seconds: int | None = None
-    commands: list[str] | None = None
-    working_dir: str | None = None
-    project_dir: str | None = None
-    profiles_dir: str | None = None
-    env_keys: list[str] | None = Field(default=None, description="The names of the block's environment variables")
-    git_pull_url_block: str | None = Field(default=None, description=f"The value of env['{GIT_PULL_SECRET_ENV}']")
-    dbt_cli_profile: LegacyDbtProfile | None = None
-
-
-class LegacyBlockList(BaseModel):
-    blocks: list[LegacyBlock]
-    missing: list[str] = Field(description="Names asked for that no (non-anonymous) block document has")
-
-
-class DbtCliProfileFromDbtCore(schemas.Request):
-    dbtcore_block_name: BlockName
-    cli_profile_block_name: BlockName
-    profile: schemas.DbtProfileName | None = Field(
-        default=None, description="Overrides the legacy profile's name and target"
-    )
-    target_schema: NonEmpty | None = Field(default=None, description="Overrides the legacy profile's schema")
 
 
 # ---------------------------------------------------------------- services
@@ -121,7 +69,7 @@ def legacy_block_view(document: dict[str, Any]) -> LegacyBlock:
         view.commands = list(data.get("commands") or [])
         view.working_dir = data.get("working_dir")
         view.env_keys = sorted(env)
-        view.git_pull_url_block = env.get(GIT_PULL_SECRET_ENV)
+        view.git_pull_url_block = env.get(GIT_PULL_SECRET_ENV_KEY)
     if slug == "dbt-core-operation":
         view.project_dir = data.get("project_dir")
         view.profiles_dir = data.get("profiles_dir")

@@ -9,12 +9,12 @@ router = resource_router(tags=["block migration"])
 
 
 @router.post("/legacy/blocks/describe")
-async def describe_legacy_blocks(request: legacy.LegacyBlocksDescribe, client: Prefect) -> legacy.LegacyBlockList:
+async def describe_legacy_blocks(request: schemas.LegacyBlocksDescribe, client: Prefect) -> schemas.LegacyBlockList:
     return await legacy.legacy_blocks_describe(client, request=request)
 
 
 @router.post("/blocks/dbtcli/profile/from_dbtcore/", status_code=201)
 async def create_dbt_cli_profile_from_dbtcore(
-    request: legacy.DbtCliProfileFromDbtCore, client: Prefect
+    request: schemas.DbtCliProfileFromDbtCore, client: Prefect
 ) -> schemas.DbtCliProfileBlock:
     return await legacy.dbt_cli_profile_from_dbtcore(client, request=request)
