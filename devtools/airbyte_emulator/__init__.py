@@ -4,7 +4,7 @@ This package is a development and test tool. It is NEVER imported by product
 code; ddpui talks to it over HTTP exactly as it would talk to a real Airbyte
 server. It implements the subset of the config API that ddpui and the
 ``airbyte-prefect`` package use (workspaces, connector definitions and specs,
-sources, destinations, connections, sync/reset jobs), and its sync jobs
+checks, discovery, sources, destinations, connections, sync/reset jobs, job logs), and its sync jobs
 really write a small deterministic dataset into a DuckDB file or a PostgreSQL
 database. Test-only control endpoints live under ``/_emulator/``.
 
@@ -26,7 +26,9 @@ See docs/devtools.md.
 from .definitions import (
     DUCKDB_DESTINATION_DEFINITION_ID,
     POSTGRES_DESTINATION_DEFINITION_ID,
+    POSTGRES_SOURCE_DEFINITION_ID,
     SAMPLE_SOURCE_DEFINITION_ID,
+    SNOWFLAKE_DESTINATION_DEFINITION_ID,
 )
 from .sample_data import generate_stream
 from .server import EmulatorServer
@@ -34,7 +36,9 @@ from .server import EmulatorServer
 __all__ = [
     "EmulatorServer",
     "SAMPLE_SOURCE_DEFINITION_ID",
+    "POSTGRES_SOURCE_DEFINITION_ID",
     "POSTGRES_DESTINATION_DEFINITION_ID",
     "DUCKDB_DESTINATION_DEFINITION_ID",
+    "SNOWFLAKE_DESTINATION_DEFINITION_ID",
     "generate_stream",
 ]

@@ -13,10 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import definitions as defs
 from . import sample_data, writers
+from . import sources as connectors
 
 log = logging.getLogger("devtools.airbyte_emulator")
 
@@ -86,6 +88,7 @@ class Emulator:
         self.destinations: dict[str, dict[str, Any]] = {}
         self.connections: dict[str, dict[str, Any]] = {}
         self.jobs: dict[int, dict[str, Any]] = {}
+        self.states: dict[str, dict[str, Any]] = {}  # connection id -> {stream name: saved cursor value}
         self.next_job_id = 1
 
     def _load(self) -> None:
@@ -96,6 +99,7 @@ class Emulator:
         self.destinations = data.get("destinations", {})
         self.connections = data.get("connections", {})
         self.jobs = {int(k): v for k, v in data.get("jobs", {}).items()}
+        self.states = data.get("states", {})
         self.next_job_id = int(data.get("next_job_id", max(self.jobs, default=0) + 1))
         # jobs interrupted by a restart never finish
         for job in self.jobs.values():
@@ -113,6 +117,7 @@ class Emulator:
                     "destinations": self.destinations,
                     "connections": self.connections,
                     "jobs": {str(k): v for k, v in self.jobs.items()},
+                    "states": self.states,
                     "next_job_id": self.next_job_id,
                     "controls": self.controls,
                 }
@@ -211,31 +216,42 @@ class Emulator:
     @staticmethod
     def _masked(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(config)
-        for key in defs.secret_keys(spec):
-            if out.get(key):
-                out[key] = defs.SECRET_MASK
+        for path in defs.secret_paths(spec):
+            parent = out
+            for key in path[:-1]:
+                parent = parent.get(key) if isinstance(parent, dict) else None
+            if isinstance(parent, dict) and parent.get(path[-1]):
+                parent[path[-1]] = defs.SECRET_MASK
         return out
 
     @staticmethod
-    def _merge_secrets(new: dict[str, Any], old: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    def _merge_secrets(new: Any, old: dict[str, Any], spec: dict[str, Any]) -> Any:
+        """A configuration sent back with masked secrets gets the stored values (as Airbyte does)."""
+        if not isinstance(new, dict):
+            return new
         merged = copy.deepcopy(new)
-        for key in defs.secret_keys(spec):
-            if merged.get(key) == defs.SECRET_MASK:
-                merged[key] = old.get(key)
+        for path in defs.secret_paths(spec):
+            target, stored = merged, old
+            for key in path[:-1]:
+                target = target.get(key) if isinstance(target, dict) else None
+                stored = stored.get(key) if isinstance(stored, dict) else None
+            if isinstance(target, dict) and target.get(path[-1]) == defs.SECRET_MASK:
+                target[path[-1]] = stored.get(path[-1]) if isinstance(stored, dict) else None
         return merged
 
     @staticmethod
-    def _job_info(config_type: str, ok: bool, message: str = "") -> dict[str, Any]:
-        now = _now()
+    def _job_info(config_type: str, config_id: str | None, ok: bool, lines: list[str]) -> dict[str, Any]:
+        """A SynchronousJobRead: `succeeded` says the job ran (a check that finds bad credentials still ran)."""
+        now = int(time.time() * 1000)
         return {
             "id": str(uuid.uuid4()),
             "configType": config_type,
-            "configId": "",
+            "configId": f"Optional[{config_id}]" if config_id else "Optional.empty",
             "createdAt": now,
             "endedAt": now,
             "succeeded": ok,
             "connectorConfigurationUpdated": False,
-            "logs": {"logLines": [message] if message else []},
+            "logs": {"logLines": [_log_line(line) for line in lines]},
         }
 
     # ------------------------------------------------------------------ health
@@ -326,7 +342,7 @@ class Emulator:
             "sourceDefinitionId": def_id,
             "documentationUrl": defs.source_definition(def_id)["documentationUrl"],
             "connectionSpecification": copy.deepcopy(spec),
-            "jobInfo": self._job_info("get_spec", True),
+            "jobInfo": self._job_info("get_spec", None, True, ["Retrieved the connector's specification"]),
         }
 
     def destination_spec(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -338,10 +354,25 @@ class Emulator:
             "destinationDefinitionId": def_id,
             "documentationUrl": defs.destination_definition(def_id)["documentationUrl"],
             "connectionSpecification": copy.deepcopy(spec),
-            "supportedDestinationSyncModes": ["overwrite"],
+            "supportedDestinationSyncModes": list(defs.DESTINATION_SYNC_MODES[def_id]),
             "supportsDbt": False,
             "supportsNormalization": False,
-            "jobInfo": self._job_info("get_spec", True),
+            "jobInfo": self._job_info("get_spec", None, True, ["Retrieved the connector's specification"]),
+        }
+
+    @staticmethod
+    def _validate(spec: dict[str, Any], config: Any) -> None:
+        problems = defs.validate_config(spec, config)
+        if problems:
+            raise ApiError(422, defs.validation_message(problems), "io.airbyte.validation.json.JsonValidationException")
+
+    def _check_response(self, config_type: str, config_id: str | None, ok: bool, message: str) -> dict[str, Any]:
+        """A CheckConnectionRead: the job ran (jobInfo.succeeded), the connector said `status` and why."""
+        lines = ["Checking connection", message if ok else f"Check failed: {message}"]
+        return {
+            "status": "succeeded" if ok else "failed",
+            "message": message,
+            "jobInfo": self._job_info(config_type, config_id, True, lines),
         }
 
     # ------------------------------------------------------------------ sources
@@ -350,12 +381,6 @@ class Emulator:
         out = copy.deepcopy(src)
         out["connectionConfiguration"] = self._masked(src["connectionConfiguration"], spec)
         return out
-
-    @staticmethod
-    def _validate(spec: dict[str, Any], config: Any) -> None:
-        problems = defs.validate_config(spec, config)
-        if problems:
-            raise ApiError(422, "invalid connectionConfiguration: " + "; ".join(problems), "JsonValidationException")
 
     def source_create(self, body: dict[str, Any]) -> dict[str, Any]:
         _require(body, "workspaceId", "name", "sourceDefinitionId")
@@ -374,7 +399,8 @@ class Emulator:
                 "workspaceId": str(body["workspaceId"]),
                 "connectionConfiguration": copy.deepcopy(config),
                 "sourceName": d["name"],
-                "icon": None,
+                "icon": d["icon"],
+                "createdAt": _now(),
             }
             self.sources[sid] = src
             self._save()
@@ -406,6 +432,7 @@ class Emulator:
     def _delete_source(self, sid: str) -> None:
         for cid in [c for c, v in self.connections.items() if v["sourceId"] == sid]:
             del self.connections[cid]
+            self.states.pop(cid, None)
         del self.sources[sid]
 
     def source_delete(self, body: dict[str, Any]) -> None:
@@ -414,10 +441,15 @@ class Emulator:
             self._delete_source(src["sourceId"])
             self._save()
 
+    def _check_source_config(self, def_id: str, config: Any, config_id: str | None) -> dict[str, Any]:
+        self._validate(defs.SOURCE_SPECS[def_id], config)
+        ok, message = connectors.connector(def_id).check(config)
+        return self._check_response("check_connection_source", config_id, ok, message)
+
     def source_check(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             src = copy.deepcopy(self._source(_require_str(body, "sourceId")))
-        return self._check_source_config(src["sourceDefinitionId"], src["connectionConfiguration"])
+        return self._check_source_config(src["sourceDefinitionId"], src["connectionConfiguration"], src["sourceId"])
 
     def source_check_for_update(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -426,32 +458,41 @@ class Emulator:
         config = self._merge_secrets(
             body.get("connectionConfiguration", src["connectionConfiguration"]), src["connectionConfiguration"], spec
         )
-        return self._check_source_config(src["sourceDefinitionId"], config)
+        return self._check_source_config(src["sourceDefinitionId"], config, src["sourceId"])
 
     def scheduler_source_check(self, body: dict[str, Any]) -> dict[str, Any]:
         def_id = _require_str(body, "sourceDefinitionId")
         if def_id not in defs.SOURCE_SPECS:
             raise not_found("standard_source_definition", def_id)
-        return self._check_source_config(def_id, body.get("connectionConfiguration", {}))
+        return self._check_source_config(def_id, body.get("connectionConfiguration", {}), None)
 
-    def _check_source_config(self, def_id: str, config: Any) -> dict[str, Any]:
-        problems = defs.validate_config(defs.SOURCE_SPECS[def_id], config)
-        ok = not problems
-        message = "; ".join(problems) if problems else "sample source is reachable"
-        return {
-            "status": "succeeded" if ok else "failed",
-            "message": message,
-            "jobInfo": self._job_info("check_connection_source", ok, message),
-        }
+    def _streams(self, src: dict[str, Any]) -> list[connectors.Stream]:
+        return connectors.connector(src["sourceDefinitionId"]).streams(src["connectionConfiguration"])
 
     def source_discover(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Airbyte answers 200 either way: a catalog, or a jobInfo whose failureReason says what went wrong."""
         with self._lock:
-            src = self._source(_require_str(body, "sourceId"))
-            def_id = src["sourceDefinitionId"]
+            src = copy.deepcopy(self._source(_require_str(body, "sourceId")))
+        try:
+            streams = self._streams(src)
+        except connectors.ConnectorError as exc:
+            info = self._job_info("discover_schema", src["sourceId"], False, [f"Discovery failed: {exc}"])
+            info["failureReason"] = {
+                "failureOrigin": "source",
+                "failureType": "config_error",
+                "externalMessage": str(exc),
+                "internalMessage": str(exc),
+                "stacktrace": f"io.airbyte.workers.exception.WorkerException: {exc}",
+                "timestamp": int(time.time() * 1000),
+            }
+            return {"jobInfo": info}
+        catalog = {"streams": [stream.catalog_entry() for stream in streams]}
         return {
-            "catalog": defs.discover_catalog(def_id),
+            "catalog": catalog,
             "catalogId": str(uuid.uuid4()),
-            "jobInfo": self._job_info("discover_schema", True),
+            "jobInfo": self._job_info(
+                "discover_schema", src["sourceId"], True, [f"Discovered {len(streams)} stream(s)"]
+            ),
         }
 
     # ------------------------------------------------------------------ destinations
@@ -478,7 +519,8 @@ class Emulator:
                 "workspaceId": str(body["workspaceId"]),
                 "connectionConfiguration": copy.deepcopy(config),
                 "destinationName": d["name"],
-                "icon": None,
+                "icon": d["icon"],
+                "createdAt": _now(),
             }
             self.destinations[did] = dst
             self._save()
@@ -514,6 +556,7 @@ class Emulator:
     def _delete_destination(self, did: str) -> None:
         for cid in [c for c, v in self.connections.items() if v["destinationId"] == did]:
             del self.connections[cid]
+            self.states.pop(cid, None)
         del self.destinations[did]
 
     def destination_delete(self, body: dict[str, Any]) -> None:
@@ -522,22 +565,17 @@ class Emulator:
             self._delete_destination(dst["destinationId"])
             self._save()
 
-    def _check_destination_config(self, def_id: str, config: Any) -> dict[str, Any]:
-        problems = defs.validate_config(defs.DESTINATION_SPECS[def_id], config)
-        if problems:
-            ok, message = False, "; ".join(problems)
-        else:
-            ok, message = writers.check_destination(def_id, config)
-        return {
-            "status": "succeeded" if ok else "failed",
-            "message": message,
-            "jobInfo": self._job_info("check_connection_destination", ok, message),
-        }
+    def _check_destination_config(self, def_id: str, config: Any, config_id: str | None) -> dict[str, Any]:
+        self._validate(defs.DESTINATION_SPECS[def_id], config)
+        ok, message = writers.check_destination(def_id, config)
+        return self._check_response("check_connection_destination", config_id, ok, message)
 
     def destination_check(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             dst = copy.deepcopy(self._destination(_require_str(body, "destinationId")))
-        return self._check_destination_config(dst["destinationDefinitionId"], dst["connectionConfiguration"])
+        return self._check_destination_config(
+            dst["destinationDefinitionId"], dst["connectionConfiguration"], dst["destinationId"]
+        )
 
     def destination_check_for_update(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -546,13 +584,13 @@ class Emulator:
         config = self._merge_secrets(
             body.get("connectionConfiguration", dst["connectionConfiguration"]), dst["connectionConfiguration"], spec
         )
-        return self._check_destination_config(dst["destinationDefinitionId"], config)
+        return self._check_destination_config(dst["destinationDefinitionId"], config, dst["destinationId"])
 
     def scheduler_destination_check(self, body: dict[str, Any]) -> dict[str, Any]:
         def_id = _require_str(body, "destinationDefinitionId")
         if def_id not in defs.DESTINATION_SPECS:
             raise not_found("standard_destination_definition", def_id)
-        return self._check_destination_config(def_id, body.get("connectionConfiguration", {}))
+        return self._check_destination_config(def_id, body.get("connectionConfiguration", {}), None)
 
     # ------------------------------------------------------------------ connections
     _CONNECTION_FIELDS = (
@@ -575,8 +613,7 @@ class Emulator:
         "sourceCatalogId",
     )
 
-    @staticmethod
-    def _validate_connection(con: dict[str, Any]) -> None:
+    def _validate_connection(self, con: dict[str, Any]) -> None:
         if con["status"] not in CONNECTION_STATUSES:
             raise ApiError(422, f"status must be one of {sorted(CONNECTION_STATUSES)}", "InvalidInputException")
         if con.get("prefix") and not defs.is_identifier(con["prefix"]):
@@ -588,10 +625,34 @@ class Emulator:
         catalog = con.get("syncCatalog")
         if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
             raise ApiError(422, "syncCatalog must be an object with a 'streams' list", "InvalidInputException")
+        src = self.sources[con["sourceId"]]
+        dst = self.destinations[con["destinationId"]]
+        # the sample source's catalog is known without connecting anywhere; a database source's streams are
+        # checked when a sync reads them
+        known = set(sample_data.STREAM_NAMES) if src["sourceDefinitionId"] == defs.SAMPLE_SOURCE_DEFINITION_ID else None
+        modes = defs.DESTINATION_SYNC_MODES[dst["destinationDefinitionId"]]
         for entry in catalog["streams"]:
             name = ((entry or {}).get("stream") or {}).get("name")
-            if name not in sample_data.STREAM_NAMES:
+            if not name or (known is not None and name not in known):
                 raise ApiError(422, f"unknown stream in syncCatalog: {name!r}", "InvalidInputException")
+            config = (entry or {}).get("config") or {}
+            if config.get("syncMode", "full_refresh") not in connectors.SYNC_MODES:
+                raise ApiError(
+                    422, f"stream {name}: unknown syncMode {config.get('syncMode')!r}", "InvalidInputException"
+                )
+            if config.get("destinationSyncMode", "overwrite") not in modes:
+                raise ApiError(
+                    422,
+                    f"stream {name}: destinationSyncMode {config.get('destinationSyncMode')!r} is not supported by "
+                    f"{dst['destinationName']} (supported: {', '.join(modes)})",
+                    "InvalidInputException",
+                )
+
+    def _discovered_catalog(self, src: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return {"streams": [stream.catalog_entry() for stream in self._streams(src)]}
+        except connectors.ConnectorError as exc:
+            raise ApiError(422, f"could not discover the source's schema: {exc}", "InvalidInputException") from None
 
     def connection_create(self, body: dict[str, Any]) -> dict[str, Any]:
         _require(body, "sourceId", "destinationId")
@@ -610,7 +671,6 @@ class Emulator:
                 "sourceId": src["sourceId"],
                 "destinationId": dst["destinationId"],
                 "operationIds": [],
-                "syncCatalog": defs.discover_catalog(src["sourceDefinitionId"]),
                 "scheduleType": "manual",
                 "scheduleData": None,
                 "status": "active",
@@ -624,6 +684,8 @@ class Emulator:
             for key in self._CONNECTION_FIELDS:
                 if key in body and body[key] is not None:
                     con[key] = copy.deepcopy(body[key])
+            if "syncCatalog" not in con:
+                con["syncCatalog"] = self._discovered_catalog(src)
             self._validate_connection(con)
             self.connections[cid] = con
             self._save()
@@ -633,17 +695,61 @@ class Emulator:
         with self._lock:
             return copy.deepcopy(self._connection(_require_str(body, "connectionId")))
 
+    def _sync_status(self, connection_id: str) -> dict[str, Any]:
+        last = self._last_job(connection_id, ("sync",))
+        running = any(
+            j["configId"] == connection_id and j["status"] in ("pending", "running") for j in self.jobs.values()
+        )
+        return {
+            "latestSyncJobStatus": last["status"] if last else None,
+            "latestSyncJobCreatedAt": last["createdAt"] if last else None,
+            "isSyncing": running,
+        }
+
     def web_backend_connection_get(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             con = copy.deepcopy(self._connection(_require_str(body, "connectionId")))
             con["source"] = self._render_source(self.sources[con["sourceId"]])
             con["destination"] = self._render_destination(self.destinations[con["destinationId"]])
-            last = self._last_job(con["connectionId"], ("sync",))
-            con["latestSyncJobStatus"] = last["status"] if last else None
-            con["latestSyncJobCreatedAt"] = last["createdAt"] if last else None
-            con["isSyncing"] = bool(last and last["status"] in ("pending", "running"))
+            con.update(self._sync_status(con["connectionId"]))
+            con["catalogId"] = con.get("sourceCatalogId")
             con["catalogDiff"] = {"transforms": []}
+            con["schemaChange"] = "no_change"
             return con
+
+    def web_backend_connection_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One item per connection of the workspace, with its source's and destination's names and the
+        status of its latest sync job (Airbyte's web app lists connections with this call)."""
+        wid = _require_str(body, "workspaceId")
+        with self._lock:
+            self._workspace(wid)
+            items = []
+            for con in self.connections.values():
+                if con.get("workspaceId") != wid:
+                    continue
+                src, dst = self.sources[con["sourceId"]], self.destinations[con["destinationId"]]
+                items.append(
+                    {
+                        "connectionId": con["connectionId"],
+                        "name": con["name"],
+                        "sourceId": con["sourceId"],
+                        "destinationId": con["destinationId"],
+                        "status": con["status"],
+                        "scheduleType": con.get("scheduleType"),
+                        "scheduleData": copy.deepcopy(con.get("scheduleData")),
+                        "source": {
+                            key: src.get(key)
+                            for key in ("sourceDefinitionId", "sourceName", "sourceId", "name", "icon")
+                        },
+                        "destination": {
+                            key: dst.get(key)
+                            for key in ("destinationDefinitionId", "destinationName", "destinationId", "name", "icon")
+                        },
+                        "schemaChange": "no_change",
+                        **self._sync_status(con["connectionId"]),
+                    }
+                )
+            return {"connections": items}
 
     def connection_list(self, body: dict[str, Any]) -> dict[str, Any]:
         wid = _require_str(body, "workspaceId")
@@ -668,6 +774,7 @@ class Emulator:
         with self._lock:
             con = self._connection(_require_str(body, "connectionId"))
             del self.connections[con["connectionId"]]
+            self.states.pop(con["connectionId"], None)
             self._save()
 
     def connection_sync(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -676,14 +783,45 @@ class Emulator:
     def connection_reset(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._start_job(_require_str(body, "connectionId"), "reset_connection")
 
+    def state_get(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The connection's saved cursor values, per stream (Airbyte's ConnectionState)."""
+        cid = _require_str(body, "connectionId")
+        with self._lock:
+            con = self._connection(cid)
+            saved = copy.deepcopy(self.states.get(cid, {}))
+            cursors = {
+                entry["stream"]["name"]: (entry.get("config") or {}).get("cursorField") or []
+                for entry in con["syncCatalog"]["streams"]
+            }
+        if not saved:
+            return {"connectionId": cid, "stateType": "not_set"}
+        return {
+            "connectionId": cid,
+            "stateType": "stream",
+            "streamState": [
+                {
+                    "streamDescriptor": {"name": name},
+                    "streamState": {"cursor": value, "cursor_field": cursors.get(name, [])},
+                }
+                for name, value in sorted(saved.items())
+            ],
+        }
+
     # ------------------------------------------------------------------ jobs
     def _render_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A JobInfoRead: the job and its attempts, each with its logs."""
         out = {
             "job": {k: job[k] for k in ("id", "configType", "configId", "status", "createdAt", "updatedAt")},
             "attempts": copy.deepcopy(job["attempts"]),
         }
         if job.get("resetConfig"):
             out["job"]["resetConfig"] = copy.deepcopy(job["resetConfig"])
+        return out
+
+    def _render_job_with_attempts(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A JobWithAttemptsRead (jobs/list): the attempts without their logs."""
+        out = self._render_job(job)
+        out["attempts"] = [attempt["attempt"] for attempt in out["attempts"]]
         return out
 
     def _last_job(self, connection_id: str, config_types) -> dict[str, Any] | None:
@@ -724,7 +862,7 @@ class Emulator:
             if config_type == "reset_connection":
                 job["resetConfig"] = {
                     "streamsToReset": [
-                        {"name": s["stream"]["name"], "namespace": None}
+                        {"name": s["stream"]["name"], "namespace": s["stream"].get("namespace")}
                         for s in con["syncCatalog"]["streams"]
                         if s.get("config", {}).get("selected", True)
                     ]
@@ -742,13 +880,11 @@ class Emulator:
         return response
 
     def _log(self, job: dict[str, Any], message: str, level: str = "INFO") -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        line = f"{stamp} {level} {message}"
         if job["attempts"]:
-            job["attempts"][-1]["logs"]["logLines"].append(line)
+            job["attempts"][-1]["logs"]["logLines"].append(_log_line(message, level))
         log.debug("job %s: %s", job["id"], message)
 
-    def _finish(self, job: dict[str, Any], status: str, message: str | None = None) -> None:
+    def _finish(self, job: dict[str, Any], status: str, message: str | None = None, origin: str = "source") -> None:
         now = _now()
         job["status"] = status
         job["updatedAt"] = now
@@ -761,7 +897,7 @@ class Emulator:
                 attempt["failureSummary"] = {
                     "failures": [
                         {
-                            "failureOrigin": "destination" if "injected" not in message else "source",
+                            "failureOrigin": origin,
                             "failureType": "system_error",
                             "externalMessage": message,
                             "internalMessage": message,
@@ -787,6 +923,12 @@ class Emulator:
                 self._job_threads.pop(job_id, None)
                 self._job_cancel.pop(job_id, None)
 
+    def _fail(self, job: dict[str, Any], message: str, origin: str) -> None:
+        with self._lock:
+            if job["status"] not in JOB_TERMINAL:
+                self._finish(job, "failed", message, origin)
+            self._save()
+
     def _run_job_inner(self, job_id: int, fail_reason: str | None, cancel: threading.Event) -> None:
         if cancel.wait(0.05):
             return
@@ -797,6 +939,7 @@ class Emulator:
             con = copy.deepcopy(self.connections.get(job["configId"]))
             src = copy.deepcopy(self.sources.get(con["sourceId"])) if con else None
             dst = copy.deepcopy(self.destinations.get(con["destinationId"])) if con else None
+            saved = copy.deepcopy(self.states.get(job["configId"], {}))
             sync_seconds = float(self.controls["sync_seconds"])
             now = _now()
             job["status"] = "running"
@@ -825,59 +968,61 @@ class Emulator:
             return cancel.wait(max(0.0, sync_seconds - (time.monotonic() - started)))
 
         if con is None or src is None or dst is None:
-            with self._lock:
-                self._finish(job, "failed", "connection, source or destination was deleted")
-                self._save()
-            return
+            return self._fail(job, "connection, source or destination was deleted", "source")
 
         if fail_reason:
             if wait_rest():
                 return self._cancelled(job)
-            with self._lock:
-                if job["status"] not in JOB_TERMINAL:
-                    self._finish(job, "failed", fail_reason)
-                self._save()
-            return
+            return self._fail(job, fail_reason, "source")
 
         if wait_rest():
             return self._cancelled(job)
 
-        schema, loads, records, nbytes = self._plan(con, src, dst, job["configType"])
+        try:
+            plan = self._plan(con, src, dst, job["configType"], saved)
+        except connectors.ConnectorError as exc:
+            return self._fail(job, str(exc), "source")
         with self._lock:
+            for note in plan.notes:
+                self._log(job, f"source > {note}")
             self._log(
                 job,
-                f"writing {len(loads)} table(s) into schema {schema} of "
+                f"destination > writing {len(plan.loads)} table(s) into schema {plan.schema} of "
                 f"{dst['destinationName']} destination {dst['name']}",
             )
         try:
             writers.write_tables(
                 dst["destinationDefinitionId"],
                 dst["connectionConfiguration"],
-                schema,
-                loads,
+                plan.schema,
+                plan.loads,
                 dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
                 empty_only=job["configType"] != "sync",
             )
         except writers.WriteError as exc:
-            with self._lock:
-                if job["status"] not in JOB_TERMINAL:
-                    self._finish(job, "failed", str(exc))
-                self._save()
-            return
+            return self._fail(job, str(exc), "destination")
         with self._lock:
             if job["status"] in JOB_TERMINAL:  # cancelled while writing
                 return
+            if job["configType"] == "sync":
+                self.states[job["configId"]] = {**self.states.get(job["configId"], {}), **plan.states}
+            else:
+                self.states.pop(job["configId"], None)
             attempt = job["attempts"][-1]["attempt"]
-            attempt["recordsSynced"] = records
-            attempt["bytesSynced"] = nbytes
-            attempt["totalStats"] = {"recordsEmitted": records, "bytesEmitted": nbytes, "recordsCommitted": records}
+            attempt["recordsSynced"] = plan.records
+            attempt["bytesSynced"] = plan.nbytes
+            attempt["totalStats"] = {
+                "recordsEmitted": plan.records,
+                "bytesEmitted": plan.nbytes,
+                "recordsCommitted": plan.records,
+            }
             attempt["streamStats"] = [
                 {"streamName": ld.stream, "stats": {"recordsEmitted": len(ld.rows), "recordsCommitted": len(ld.rows)}}
-                for ld in loads
+                for ld in plan.loads
             ]
-            for ld in loads:
-                self._log(job, f"{schema}.{ld.table}: {len(ld.rows)} record(s)")
-            self._finish(job, "succeeded", f"{kind_done(job)}; {records} record(s) synced")
+            for ld in plan.loads:
+                self._log(job, f"destination > {plan.schema}.{ld.table}: {len(ld.rows)} record(s) ({ld.mode})")
+            self._finish(job, "succeeded", f"{kind_done(job)}; {plan.records} record(s) synced")
             self._save()
 
     def _cancelled(self, job: dict[str, Any]) -> None:
@@ -888,33 +1033,88 @@ class Emulator:
 
     @staticmethod
     def _plan(
-        con: dict[str, Any], src: dict[str, Any], dst: dict[str, Any], config_type: str
-    ) -> tuple[str, list[writers.TableLoad], int, int]:
+        con: dict[str, Any], src: dict[str, Any], dst: dict[str, Any], config_type: str, saved: dict[str, Any]
+    ) -> _Plan:
+        """What a job writes: each selected stream read from the source (from its saved cursor when
+        incremental) as one table load in the connection's destination schema."""
         dst_config = dst["connectionConfiguration"]
         schema = writers.default_schema(dst["destinationDefinitionId"], dst_config)
         if con.get("namespaceDefinition") == "customformat":
             custom = (con.get("namespaceFormat") or "").replace("${SOURCE_NAMESPACE}", "").strip()
             if custom and defs.is_identifier(custom):
                 schema = custom
-        cfg = src["connectionConfiguration"]
-        count = int(cfg.get("count", sample_data.DEFAULT_COUNT))
-        seed = int(cfg.get("seed", sample_data.DEFAULT_SEED))
+        connector = connectors.connector(src["sourceDefinitionId"])
+        source_config = src["connectionConfiguration"]
+        streams = {stream.name: stream for stream in connector.streams(source_config)}
         prefix = con.get("prefix") or ""
-        loads = []
+        plan = _Plan(schema=schema)
         for entry in con["syncCatalog"]["streams"]:
-            if not entry.get("config", {}).get("selected", True):
+            config = entry.get("config", {})
+            if not config.get("selected", True):
                 continue
-            stream = entry["stream"]["name"]
-            rows = sample_data.generate_stream(stream, count, seed) if config_type == "sync" else []
-            loads.append(writers.TableLoad(table=f"{prefix}{stream}", stream=stream, rows=rows))
-        records = sum(len(ld.rows) for ld in loads)
-        nbytes = sum(sample_data.estimate_bytes(ld.rows) for ld in loads)
-        return schema, loads, records, nbytes
+            name = entry["stream"]["name"]
+            stream = streams.get(name)
+            if stream is None:
+                raise connectors.ConnectorError(f"Stream {name} no longer exists in the source: refresh the schema")
+            cursor = None
+            if config.get("syncMode") == "incremental":
+                cursor = (config.get("cursorField") or [None])[0] or (stream.default_cursor_field or [None])[0]
+                if not cursor:
+                    raise connectors.ConnectorError(f"Stream {name}: an incremental sync needs a cursor field")
+            rows: list[tuple] = []
+            if config_type == "sync":
+                read = connector.read(source_config, stream, cursor, saved.get(name))
+                rows = read.rows
+                if cursor and read.state is not None:
+                    plan.states[name] = read.state
+                how = f"incremental on {cursor} from {saved.get(name)!r}" if cursor else "full refresh"
+                plan.notes.append(f"read {len(rows)} record(s) from stream {name} ({how})")
+            primary_key = [key[0] for key in (config.get("primaryKey") or stream.primary_key) if key]
+            plan.loads.append(
+                writers.TableLoad(
+                    table=f"{prefix}{name}",
+                    stream=name,
+                    rows=rows,
+                    columns=[(column.name, column.sql_type) for column in stream.columns],
+                    mode=config.get("destinationSyncMode") or "overwrite",
+                    primary_key=primary_key,
+                )
+            )
+        plan.records = sum(len(ld.rows) for ld in plan.loads)
+        plan.nbytes = sum(sample_data.estimate_bytes(ld.rows) for ld in plan.loads)
+        return plan
 
     def job_get(self, body: dict[str, Any]) -> dict[str, Any]:
         _require(body, "id")
         with self._lock:
             return self._render_job(self._job(body["id"]))
+
+    def job_debug_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A JobDebugInfoRead: the job with its connectors' definitions, and every attempt with its logs."""
+        _require(body, "id")
+        with self._lock:
+            job = self._job(body["id"])
+            out = self._render_job(job)
+            con = self.connections.get(job["configId"]) or {}
+            src = self.sources.get(con.get("sourceId")) or {}
+            dst = self.destinations.get(con.get("destinationId")) or {}
+        out["job"]["airbyteVersion"] = defs.EMULATOR_TAG
+        out["job"]["sourceDefinition"] = defs.source_definition(src.get("sourceDefinitionId", ""))
+        out["job"]["destinationDefinition"] = defs.destination_definition(dst.get("destinationDefinitionId", ""))
+        return out
+
+    def attempt_for_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An AttemptInfoRead: one attempt of a job ({jobId, attemptNumber}) with its logs."""
+        _require(body, "jobId")
+        with self._lock:
+            job = self._job(body["jobId"])
+            try:
+                number = int(body.get("attemptNumber", 0))
+            except (TypeError, ValueError):
+                raise ApiError(422, "attemptNumber must be an integer", "InvalidInputException") from None
+            if not 0 <= number < len(job["attempts"]):
+                raise ApiError(404, f"Could not find attempt {number} of job {job['id']}", "IdNotFoundKnownException")
+            return copy.deepcopy(job["attempts"][number])
 
     def job_list(self, body: dict[str, Any]) -> dict[str, Any]:
         config_types = body.get("configTypes") or ["sync", "reset_connection"]
@@ -937,7 +1137,7 @@ class Emulator:
             jobs.sort(key=lambda j: j["id"], reverse=True)
             total = len(jobs)
             page = jobs[offset : offset + page_size]
-            return {"jobs": [self._render_job(j) for j in page], "totalJobCount": total}
+            return {"jobs": [self._render_job_with_attempts(j) for j in page], "totalJobCount": total}
 
     def job_last_replication(self, body: dict[str, Any]) -> dict[str, Any]:
         cid = _require_str(body, "connectionId")
@@ -957,6 +1157,22 @@ class Emulator:
                 self._finish(job, "cancelled", "job cancelled by request")
                 self._save()
             return self._render_job(job)
+
+
+@dataclass
+class _Plan:
+    schema: str
+    loads: list[writers.TableLoad] = field(default_factory=list)
+    states: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    records: int = 0
+    nbytes: int = 0
+
+
+def _log_line(message: str, level: str = "INFO") -> str:
+    """A log line as Airbyte writes them: time, level, logger(method):line - message."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp} {level} i.a.w.e.EmulatorWorker(run):1 - {message}"
 
 
 def kind_done(job: dict[str, Any]) -> str:
@@ -1005,7 +1221,11 @@ ROUTES: dict[str, str] = {
     "connections/sync": "connection_sync",
     "connections/reset": "connection_reset",
     "web_backend/connections/get": "web_backend_connection_get",
+    "web_backend/connections/list": "web_backend_connection_list",
+    "state/get": "state_get",
     "jobs/get": "job_get",
+    "jobs/get_debug_info": "job_debug_info",
+    "attempt/get_for_job": "attempt_for_job",
     "jobs/list": "job_list",
     "jobs/cancel": "job_cancel",
     "jobs/get_last_replication_job": "job_last_replication",

@@ -669,3 +669,295 @@ def test_unreachable_postgres_fails_the_job(srv, api):
     _ws, _src, _dst, con = make_pipeline(api, POSTGRES_DESTINATION_DEFINITION_ID, config)
     info = run_job(srv, api, "/connections/sync", con["connectionId"], expect="failed")
     assert "Postgres" in info["attempts"][-1]["attempt"]["failureSummary"]["failures"][0]["externalMessage"]
+
+
+# --------------------------------------------------------------------------- connectors as Airbyte describes them
+
+
+def test_every_specification_is_a_json_schema_the_web_app_can_render(api):
+    """Each spec is a valid draft-07 schema; every oneOf option has its properties, its required list and a
+    const discriminator shared by the options (what Dalgo's ConnectorConfigInput walks)."""
+    import jsonschema
+
+    ws = post(api, "/workspaces/create", {"name": "W"})["workspaceId"]
+    specs = []
+    for d in post(api, "/source_definitions/list_for_workspace", {"workspaceId": ws})["sourceDefinitions"]:
+        body = {"sourceDefinitionId": d["sourceDefinitionId"], "workspaceId": ws}
+        specs.append(post(api, "/source_definition_specifications/get", body)["connectionSpecification"])
+    for d in post(api, "/destination_definitions/list_for_workspace", {"workspaceId": ws})["destinationDefinitions"]:
+        body = {"destinationDefinitionId": d["destinationDefinitionId"], "workspaceId": ws}
+        spec = post(api, "/destination_definition_specifications/get", body)
+        assert set(spec["supportedDestinationSyncModes"]) == {"overwrite", "append", "append_dedup"}
+        specs.append(spec["connectionSpecification"])
+        assert d["icon"].startswith("<svg")
+    assert len(specs) == 5
+    for spec in specs:
+        jsonschema.Draft7Validator.check_schema(spec)
+        assert isinstance(spec["required"], list)
+        for prop in spec["properties"].values():
+            options = prop.get("oneOf") or []
+            if options:
+                common = set.intersection(*(set(option["properties"]) for option in options))
+                assert len(options) > 1 and common, prop["title"]
+                key = sorted(common)[0]
+                assert all(isinstance(option["required"], list) for option in options)
+                assert len({option["properties"][key]["const"] for option in options}) == len(options)
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (
+            {"host": "h", "port": "5432", "database": "d", "schema": "s", "username": "u"},
+            "$.port: string found, integer expected",
+        ),
+        ({"port": 5432, "database": "d", "schema": "s", "username": "u"}, "$.host: is missing but it is required"),
+        (
+            {"host": "h", "port": 70000, "database": "d", "schema": "s", "username": "u"},
+            "$.port: must have a maximum value of 65536",
+        ),
+        (
+            {"host": "h", "port": 1, "database": "d", "schema": "s", "username": "u", "ssl_mode": {"mode": "bogus"}},
+            "$.ssl_mode: should be valid to one and only one schema, but 0 are valid",
+        ),
+    ],
+)
+def test_a_configuration_that_breaks_the_spec_is_refused_with_airbytes_message(api, config, problem):
+    ws = post(api, "/workspaces/create", {"name": "W"})["workspaceId"]
+    body = {"workspaceId": ws, "name": "d", "destinationDefinitionId": POSTGRES_DESTINATION_DEFINITION_ID}
+    refused = api.post("/destinations/create", json={**body, "connectionConfiguration": config})
+    assert refused.status_code == 422
+    assert refused.json()["exceptionClassName"] == "io.airbyte.validation.json.JsonValidationException"
+    assert refused.json()["message"].startswith("The provided configuration does not fulfill the specification.")
+    assert problem in refused.json()["message"]
+    check = api.post(
+        "/scheduler/destinations/check_connection",
+        json={"destinationDefinitionId": POSTGRES_DESTINATION_DEFINITION_ID, "connectionConfiguration": config},
+    )
+    assert check.status_code == 422 and problem in check.json()["message"]
+
+
+def test_nested_secrets_are_masked_and_kept_when_sent_back_masked(srv, api):
+    from devtools.airbyte_emulator import SNOWFLAKE_DESTINATION_DEFINITION_ID
+
+    ws = post(api, "/workspaces/create", {"name": "W"})["workspaceId"]
+    config = {
+        "host": "acme.eu-west-1.aws.snowflakecomputing.com",
+        "role": "R",
+        "warehouse": "W",
+        "database": "D",
+        "schema": "S",
+        "username": "U",
+        "credentials": {"auth_type": "Username and Password", "password": "sn0w-secret"},
+        "loading_method": {"method": "Internal Staging"},
+    }
+    body = {"workspaceId": ws, "name": "sf", "destinationDefinitionId": SNOWFLAKE_DESTINATION_DEFINITION_ID}
+    created = post(api, "/destinations/create", {**body, "connectionConfiguration": config})
+    assert created["connectionConfiguration"]["credentials"] == {
+        "auth_type": "Username and Password",
+        "password": "**********",
+    }
+    post(
+        api,
+        "/destinations/update",
+        {
+            "destinationId": created["destinationId"],
+            "name": "sf",
+            "connectionConfiguration": created["connectionConfiguration"],
+        },
+    )
+    stored = srv.state()["destinations"][created["destinationId"]]["connectionConfiguration"]
+    assert stored["credentials"]["password"] == "sn0w-secret"
+    check = post(api, "/destinations/check_connection", {"destinationId": created["destinationId"]})
+    assert check["status"] == "failed" and check["message"].startswith("Could not connect with provided configuration.")
+    assert check["jobInfo"]["succeeded"] is True and check["jobInfo"]["configType"] == "check_connection_destination"
+
+
+def test_sample_source_incremental_append_dedup_and_reset(srv, api, tmp_path):
+    """Incremental append reads only rows past the saved cursor; append_dedup keeps one row per key; a reset
+    empties the tables and forgets the cursor."""
+    path, (_ws, src, _dst, con) = duckdb_pipeline(api, tmp_path, count=5)
+    catalog = post(api, "/sources/discover_schema", {"sourceId": src["sourceId"]})["catalog"]
+    streams = {entry["stream"]["name"]: entry for entry in catalog["streams"]}
+    assert streams["customers"]["stream"]["supportedSyncModes"] == ["full_refresh", "incremental"]
+    assert streams["customers"]["stream"]["defaultCursorField"] == ["created_at"]
+    assert streams["orders"]["stream"]["sourceDefinedPrimaryKey"] == [["id"]]
+    streams["customers"]["config"].update(syncMode="incremental", cursorField=["id"], destinationSyncMode="append")
+    streams["orders"]["config"].update(syncMode="full_refresh", destinationSyncMode="append_dedup")
+    post(api, "/connections/update", {"connectionId": con["connectionId"], "syncCatalog": catalog})
+
+    first = run_job(srv, api, "/connections/sync", con["connectionId"])
+    assert first["attempts"][-1]["attempt"]["recordsSynced"] == 10
+    state = post(api, "/state/get", {"connectionId": con["connectionId"]})
+    assert state["stateType"] == "stream"
+    assert state["streamState"] == [
+        {"streamDescriptor": {"name": "customers"}, "streamState": {"cursor": 5, "cursor_field": ["id"]}}
+    ]
+    again = run_job(srv, api, "/connections/sync", con["connectionId"])
+    assert again["attempts"][-1]["attempt"]["streamStats"] == [
+        {"streamName": "customers", "stats": {"recordsEmitted": 0, "recordsCommitted": 0}},
+        {"streamName": "orders", "stats": {"recordsEmitted": 5, "recordsCommitted": 5}},
+    ]
+    assert len(duck_rows(path, "customers")) == 5 and len(duck_rows(path, "orders")) == 5
+    post(api, "/sources/update", {"sourceId": src["sourceId"], "connectionConfiguration": {"count": 8, "seed": 42}})
+    run_job(srv, api, "/connections/sync", con["connectionId"])
+    assert [row[0] for row in duck_rows(path, "customers")] == list(range(1, 9))
+    assert [row[0] for row in duck_rows(path, "orders")] == list(range(1, 9))
+    run_job(srv, api, "/connections/reset", con["connectionId"])
+    assert duck_rows(path, "customers") == []
+    assert post(api, "/state/get", {"connectionId": con["connectionId"]})["stateType"] == "not_set"
+
+
+def test_job_logs_debug_info_and_the_connection_list_as_airbyte_serves_them(srv, api, tmp_path):
+    _path, (ws, src, dst, con) = duckdb_pipeline(api, tmp_path, count=3)
+    listed = post(api, "/web_backend/connections/list", {"workspaceId": ws["workspaceId"]})["connections"]
+    assert (
+        listed[0]["source"]["sourceName"] == "Sample Data" and listed[0]["destination"]["destinationName"] == "DuckDB"
+    )
+    assert listed[0]["latestSyncJobStatus"] is None and listed[0]["isSyncing"] is False
+    job = run_job(srv, api, "/connections/sync", con["connectionId"])["job"]
+    listed = post(api, "/web_backend/connections/list", {"workspaceId": ws["workspaceId"]})["connections"]
+    assert (listed[0]["latestSyncJobStatus"], listed[0]["latestSyncJobCreatedAt"]) == ("succeeded", job["createdAt"])
+    jobs = post(api, "/jobs/list", {"configTypes": ["sync"], "configId": con["connectionId"]})["jobs"]
+    assert jobs[0]["attempts"][0]["status"] == "succeeded" and "logs" not in jobs[0]["attempts"][0]
+    attempt = post(api, "/attempt/get_for_job", {"jobId": job["id"], "attemptNumber": 0})
+    assert attempt["attempt"]["recordsSynced"] == 6
+    assert any("read 3 record(s) from stream orders" in line for line in attempt["logs"]["logLines"])
+    assert all(") - " in line or "):1 - " in line for line in attempt["logs"]["logLines"])
+    debug = post(api, "/jobs/get_debug_info", {"id": job["id"]})
+    assert debug["job"]["sourceDefinition"]["name"] == "Sample Data"
+    assert debug["attempts"][0]["logs"]["logLines"] == attempt["logs"]["logLines"]
+    assert api.post("/attempt/get_for_job", json={"jobId": job["id"], "attemptNumber": 3}).status_code == 404
+
+
+@pytest.fixture
+def pg_source():
+    """(connectionConfiguration, psycopg connection) of a schema holding a table `visits` with 3 rows."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    dsn = require_pg_dsn()
+    params = conninfo_to_dict(dsn)
+    schema = f"emu_src_{uuid.uuid4().hex[:10]}"
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute(f'CREATE SCHEMA "{schema}"')
+    conn.execute(
+        f'CREATE TABLE "{schema}".visits (id serial PRIMARY KEY, site text, visitors integer, '
+        "amount numeric(10, 2), seen_at timestamp, tags jsonb)"
+    )
+    conn.execute(
+        f'INSERT INTO "{schema}".visits (site, visitors, amount, seen_at, tags) VALUES '
+        "('a', 3, 1.50, '2024-01-01 10:00', '[\"x\"]'), ('b', 5, 2.25, '2024-01-02 10:00', null), "
+        "('c', 7, 3.00, '2024-01-03 10:00', '{\"k\": 1}')"
+    )
+    config = {
+        "host": params.get("host", "127.0.0.1"),
+        "port": int(params.get("port", 5432)),
+        "database": params.get("dbname", "postgres"),
+        "schemas": [schema],
+        "username": params.get("user", "postgres"),
+        "password": params.get("password", ""),
+        "ssl_mode": {"mode": "disable"},
+        "replication_method": {"method": "Standard"},
+    }
+    try:
+        yield config, conn, schema
+    finally:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.close()
+
+
+def test_postgres_checks_fail_with_airbytes_messages(api, pg_source):
+    from devtools.airbyte_emulator import POSTGRES_SOURCE_DEFINITION_ID
+
+    config, _conn, _schema = pg_source
+    ws = post(api, "/workspaces/create", {"name": "W"})["workspaceId"]
+
+    def check(kind, definition_id, cfg):
+        body = {f"{kind}DefinitionId": definition_id, "connectionConfiguration": cfg, "workspaceId": ws}
+        return post(api, f"/scheduler/{kind}s/check_connection", body)
+
+    assert check("source", POSTGRES_SOURCE_DEFINITION_ID, config)["status"] == "succeeded"
+    wrong_password = check("source", POSTGRES_SOURCE_DEFINITION_ID, {**config, "password": "wrong"})
+    assert wrong_password["status"] == "failed" and wrong_password["jobInfo"]["succeeded"] is True
+    assert wrong_password["message"].startswith("State code: 28P01; Error code: 0; Message: FATAL:")
+    assert "password authentication failed" in wrong_password["message"]
+    closed_port = check("source", POSTGRES_SOURCE_DEFINITION_ID, {**config, "port": 1})
+    assert (
+        closed_port["message"].startswith("State code: 08001; Message: Connection to ")
+        and "refused" in closed_port["message"]
+    )
+    no_schema = check("source", POSTGRES_SOURCE_DEFINITION_ID, {**config, "schemas": ["nope_schema"]})
+    assert no_schema["status"] == "failed" and "nope_schema" in no_schema["message"]
+    destination = {k: config[k] for k in ("host", "port", "database", "username", "password")} | {"schema": "x"}
+    assert check("destination", POSTGRES_DESTINATION_DEFINITION_ID, destination)["status"] == "succeeded"
+    bad = check("destination", POSTGRES_DESTINATION_DEFINITION_ID, {**destination, "password": "wrong"})
+    assert bad["status"] == "failed" and "28P01" in bad["message"]
+
+
+def test_postgres_source_discovers_tables_and_syncs_them_incrementally(srv, api, tmp_path, pg_source):
+    from devtools.airbyte_emulator import POSTGRES_SOURCE_DEFINITION_ID
+
+    config, conn, schema = pg_source
+    ws = post(api, "/workspaces/create", {"name": "W"})["workspaceId"]
+    src = post(
+        api,
+        "/sources/create",
+        {
+            "workspaceId": ws,
+            "name": "pg",
+            "sourceDefinitionId": POSTGRES_SOURCE_DEFINITION_ID,
+            "connectionConfiguration": config,
+        },
+    )
+    assert src["connectionConfiguration"]["password"] == "**********"
+    discovered = post(api, "/sources/discover_schema", {"sourceId": src["sourceId"]})
+    (entry,) = discovered["catalog"]["streams"]
+    stream = entry["stream"]
+    assert (stream["name"], stream["namespace"], stream["sourceDefinedPrimaryKey"]) == ("visits", schema, [["id"]])
+    assert stream["jsonSchema"]["properties"]["seen_at"]["format"] == "date-time"
+    assert stream["jsonSchema"]["properties"]["visitors"] == {"type": "integer"}
+    entry["config"].update(syncMode="incremental", cursorField=["seen_at"], destinationSyncMode="append")
+    dst = post(
+        api,
+        "/destinations/create",
+        {
+            "workspaceId": ws,
+            "name": "duck",
+            "destinationDefinitionId": DUCKDB_DESTINATION_DEFINITION_ID,
+            "connectionConfiguration": {"destination_path": str(tmp_path / "w.duckdb"), "schema": "raw"},
+        },
+    )
+    con = post(
+        api,
+        "/connections/create",
+        {"sourceId": src["sourceId"], "destinationId": dst["destinationId"], "syncCatalog": discovered["catalog"]},
+    )
+    run_job(srv, api, "/connections/sync", con["connectionId"])
+    assert [r[:3] for r in duck_rows(tmp_path / "w.duckdb", "visits", "raw")] == [(1, "a", 3), (2, "b", 5), (3, "c", 7)]
+    conn.execute(f"INSERT INTO \"{schema}\".visits (site, visitors, seen_at) VALUES ('d', 9, '2024-01-04 10:00')")
+    second = run_job(srv, api, "/connections/sync", con["connectionId"])
+    assert second["attempts"][-1]["attempt"]["recordsSynced"] == 1
+    assert [r[1] for r in duck_rows(tmp_path / "w.duckdb", "visits", "raw")] == ["a", "b", "c", "d"]
+    state = post(api, "/state/get", {"connectionId": con["connectionId"]})
+    assert state["streamState"][0]["streamState"]["cursor"] == "2024-01-04T10:00:00"
+
+
+def test_an_unreachable_postgres_source_fails_discovery_in_the_job_info(api):
+    from devtools.airbyte_emulator import POSTGRES_SOURCE_DEFINITION_ID
+
+    ws = post(api, "/workspaces/create", {"name": "W"})["workspaceId"]
+    config = {"host": "127.0.0.1", "port": 1, "database": "d", "username": "u", "password": "p"}
+    src = post(
+        api,
+        "/sources/create",
+        {
+            "workspaceId": ws,
+            "name": "pg",
+            "sourceDefinitionId": POSTGRES_SOURCE_DEFINITION_ID,
+            "connectionConfiguration": config,
+        },
+    )
+    discovered = post(api, "/sources/discover_schema", {"sourceId": src["sourceId"]})
+    assert "catalog" not in discovered and discovered["jobInfo"]["succeeded"] is False
+    assert "refused" in discovered["jobInfo"]["failureReason"]["externalMessage"]
