@@ -25,6 +25,7 @@ from ddpui.models import (
     PrefectFlowRun,
     Task,
     TaskLock,
+    TaskProgress,
 )
 from ddpui.services import locks, pipelines
 
@@ -267,3 +268,11 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["actor", "action", "object_id"]
     list_select_related = ["org"]
     date_hierarchy = "created_at"
+
+
+@admin.register(TaskProgress)
+class TaskProgressAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "org", "kind", "status", "task_id", "heartbeat_at", "finished_at"]
+    list_filter = ["kind", "status", "org"]
+    search_fields = ["task_id", "org__slug"]
+    list_select_related = ["org"]

@@ -95,6 +95,33 @@ class AirbyteClient:
         body = {"workspaceId": workspace_id}
         return self.post("destination_definitions/list_for_workspace", body)["destinationDefinitions"]
 
+    def source_definition_spec(self, *, workspace_id: str, definition_id: str) -> dict:
+        """{sourceDefinitionId, connectionSpecification (a JSON Schema), documentationUrl, jobInfo}."""
+        body = {"workspaceId": workspace_id, "sourceDefinitionId": definition_id}
+        return self.post("source_definition_specifications/get", body)
+
+    def destination_definition_spec(self, *, workspace_id: str, definition_id: str) -> dict:
+        """{destinationDefinitionId, connectionSpecification, supportedDestinationSyncModes, ...}."""
+        body = {"workspaceId": workspace_id, "destinationDefinitionId": definition_id}
+        return self.post("destination_definition_specifications/get", body)
+
+    # checks: a CheckConnectionRead {status: succeeded|failed, message, jobInfo{succeeded, logs{logLines}}}
+    def source_check(self, *, workspace_id: str, definition_id: str, config: dict) -> dict:
+        body = {"workspaceId": workspace_id, "sourceDefinitionId": definition_id, "connectionConfiguration": config}
+        return self.post("scheduler/sources/check_connection", body)
+
+    def source_check_for_update(self, *, source_id: str, name: str, config: dict) -> dict:
+        body = {"sourceId": source_id, "name": name, "connectionConfiguration": config}
+        return self.post("sources/check_connection_for_update", body)
+
+    def destination_check(self, *, workspace_id: str, definition_id: str, config: dict) -> dict:
+        body = {"workspaceId": workspace_id, "destinationDefinitionId": definition_id}
+        return self.post("scheduler/destinations/check_connection", {**body, "connectionConfiguration": config})
+
+    def destination_check_for_update(self, *, destination_id: str, name: str, config: dict) -> dict:
+        body = {"destinationId": destination_id, "name": name, "connectionConfiguration": config}
+        return self.post("destinations/check_connection_for_update", body)
+
     # sources
     def source_create(self, *, workspace_id: str, name: str, definition_id: str, config: dict) -> dict:
         body = {"workspaceId": workspace_id, "name": name, "sourceDefinitionId": definition_id}
@@ -109,8 +136,14 @@ class AirbyteClient:
     def source_delete(self, *, source_id: str) -> None:
         self.post("sources/delete", {"sourceId": source_id})
 
+    def source_update(self, *, source_id: str, name: str, config: dict) -> dict:
+        body = {"sourceId": source_id, "name": name, "connectionConfiguration": config}
+        return self.post("sources/update", body)
+
     def source_discover(self, *, source_id: str) -> dict:
-        return self.post("sources/discover_schema", {"sourceId": source_id})["catalog"]
+        """{catalog, catalogId, jobInfo}; Airbyte answers 200 without a catalog when discovery failed
+        (jobInfo.failureReason says why)."""
+        return self.post("sources/discover_schema", {"sourceId": source_id, "disable_cache": True})
 
     # destinations
     def destination_create(self, *, workspace_id: str, name: str, definition_id: str, config: dict) -> dict:
@@ -134,8 +167,17 @@ class AirbyteClient:
     def connections_list(self, *, workspace_id: str) -> list[dict]:
         return self.post("connections/list", {"workspaceId": workspace_id})["connections"]
 
+    def connections_list_with_status(self, *, workspace_id: str) -> list[dict]:
+        """Every connection of the workspace with its source's and destination's names and its latest sync
+        job's status and time, in one call (Airbyte's own web app lists connections with it)."""
+        return self.post("web_backend/connections/list", {"workspaceId": workspace_id})["connections"]
+
     def connection_get(self, *, connection_id: str) -> dict:
         return self.post("connections/get", {"connectionId": connection_id})
+
+    def connection_get_with_source(self, *, connection_id: str) -> dict:
+        """The connection with its source and destination objects (web_backend/connections/get)."""
+        return self.post("web_backend/connections/get", {"connectionId": connection_id, "withRefreshedCatalog": False})
 
     def connection_update(self, *, body: dict) -> dict:
         return self.post("connections/update", body)
@@ -146,9 +188,18 @@ class AirbyteClient:
     def connection_reset(self, *, connection_id: str) -> dict:
         return self.post("connections/reset", {"connectionId": connection_id})
 
-    def jobs_list(self, *, connection_id: str, config_types: list[str] | None = None) -> list[dict]:
-        body = {"configId": connection_id, "configTypes": config_types or ["sync", "reset_connection"]}
+    def jobs_list(self, *, connection_id: str, config_types: list[str] | None = None, limit: int = 20) -> list[dict]:
+        """The connection's jobs, newest first: [{job{id, status, createdAt, ...}, attempts[{status, ...}]}]."""
+        body = {
+            "configId": connection_id,
+            "configTypes": config_types or ["sync", "reset_connection"],
+            "pagination": {"pageSize": limit, "rowOffset": 0},
+        }
         return self.post("jobs/list", body)["jobs"]
+
+    def attempt_get(self, *, job_id: int, attempt_number: int) -> dict:
+        """One attempt of a job with its logs: {attempt{...}, logs{logLines[]}}."""
+        return self.post("attempt/get_for_job", {"jobId": job_id, "attemptNumber": attempt_number})
 
 
 _default: AirbyteClient | None = None

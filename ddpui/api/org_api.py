@@ -38,9 +38,22 @@ class WarehouseCreatedOut(Schema):
     credentialsBlockName: str
 
 
+class AirbyteDestinationOut(Schema):
+    """Airbyte's read of the warehouse's destination, as the web app reads it (secrets masked)."""
+
+    destinationId: str
+    destinationDefinitionId: str | None
+    workspaceId: str | None
+    name: str | None
+    destinationName: str | None
+    icon: str | None
+    connectionConfiguration: dict[str, Any]
+
+
 class WarehouseOut(Schema):
     wtype: str
     name: str
+    airbyte_destination: AirbyteDestinationOut
     destinationId: str | None
     destinationDefinitionId: str | None
     airbyteConfig: dict[str, Any]
@@ -50,6 +63,29 @@ class WarehouseOut(Schema):
 
 class WarehousesOut(Schema):
     warehouses: list[WarehouseOut]
+
+
+def _warehouse_json(view: warehouse.WarehouseView) -> dict:
+    destination, row = view.destination, view.warehouse
+    config = destination.get("connectionConfiguration") or {}
+    return {
+        "wtype": row.wtype,
+        "name": row.name,
+        "airbyte_destination": {
+            "destinationId": destination.get("destinationId") or row.airbyte_destination_id,
+            "destinationDefinitionId": destination.get("destinationDefinitionId"),
+            "workspaceId": destination.get("workspaceId"),
+            "name": destination.get("name"),
+            "destinationName": destination.get("destinationName"),
+            "icon": destination.get("icon"),
+            "connectionConfiguration": config,
+        },
+        "destinationId": row.airbyte_destination_id,
+        "destinationDefinitionId": destination.get("destinationDefinitionId"),
+        "airbyteConfig": config,
+        "credentialsBlockName": row.credentials_block_name,
+        "bqLocation": row.bq_location,
+    }
 
 
 @router.post("/v1/organizations/", response={200: OrgOut, **ERRORS}, auth=UserAuth())
@@ -63,12 +99,10 @@ def create_organization(request, payload: OrgIn):
     }
 
 
-@router.post(
-    "/v1/organizations/warehouse/", response={200: WarehouseCreatedOut, **ERRORS}, auth=org_auth("warehouse:write")
-)
-def create_warehouse(request, payload: WarehouseIn):
+def _create_warehouse(request, payload: WarehouseIn) -> dict:
     created = warehouse.warehouse_create(
         org=request.auth.org,
+        actor=request.auth.orguser,
         wtype=payload.wtype,
         name=payload.name,
         airbyte_config=payload.airbyteConfig,
@@ -82,12 +116,37 @@ def create_warehouse(request, payload: WarehouseIn):
     }
 
 
-@router.get("/v1/organizations/warehouses", response={200: WarehousesOut, **ERRORS}, auth=org_auth("warehouse:read"))
+@router.post(
+    "/organizations/warehouse/", response={200: WarehouseCreatedOut, **ERRORS}, auth=org_auth("warehouse:write")
+)
+def create_warehouse(request, payload: WarehouseIn):
+    """The web app's path (W-08)."""
+    return _create_warehouse(request, payload)
+
+
+@router.post(
+    "/v1/organizations/warehouse/", response={200: WarehouseCreatedOut, **ERRORS}, auth=org_auth("warehouse:write")
+)
+def create_warehouse_v1(request, payload: WarehouseIn):
+    return _create_warehouse(request, payload)
+
+
+def _warehouses(request) -> dict:
+    return {"warehouses": [_warehouse_json(view) for view in warehouse.warehouses_list(org=request.auth.org)]}
+
+
+@router.get("/organizations/warehouses", response={200: WarehousesOut, **ERRORS}, auth=org_auth("warehouse:read"))
 def list_warehouses(request):
-    return {"warehouses": warehouse.warehouses_list(org=request.auth.org)}
+    """The web app's path (W-04)."""
+    return _warehouses(request)
+
+
+@router.get("/v1/organizations/warehouses", response={200: WarehousesOut, **ERRORS}, auth=org_auth("warehouse:read"))
+def list_warehouses_v1(request):
+    return _warehouses(request)
 
 
 @router.delete("/v1/organizations/warehouses/", response={200: OkOut, **ERRORS}, auth=org_auth("warehouse:write"))
 def delete_warehouse(request):
-    warehouse.warehouse_delete(org=request.auth.org)
+    warehouse.warehouse_delete(org=request.auth.org, actor=request.auth.orguser)
     return {"success": True}

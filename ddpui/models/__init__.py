@@ -6,6 +6,7 @@ from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.legacy import BlockLock, DataflowBlock, OrgDataFlow, OrgPrefectBlock
 from ddpui.models.locks import TaskLock
 from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
+from ddpui.models.progress import TaskProgress
 from ddpui.models.tasks import OrgTask, Task
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "PrefectFlowRun",
     "Task",
     "TaskLock",
+    "TaskProgress",
 ]

@@ -3,6 +3,9 @@
 Every Airbyte id a caller sends is checked against the org's own workspace, so another org's source or
 connection is "not found". A connection is three things kept together: the Airbyte connection, its
 airbyte-sync OrgTask, and a manual dataflow (a Prefect deployment that syncs only this connection).
+
+Functions return Airbyte's objects (dicts, secrets masked) or the small read models below; the API
+handlers shape them into the web app's JSON.
 """
 
 from __future__ import annotations
@@ -18,34 +21,82 @@ from django.db import transaction
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, InvalidInput, NotFound
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
-from ddpui.models.org import Org, OrgPrefectBlockv1, OrgWarehouse
+from ddpui.models.locks import TaskLock
+from ddpui.models.org import Org, OrgPrefectBlockv1, OrgUser, OrgWarehouse
 from ddpui.models.tasks import OrgTask, Task
 from ddpui.prefect_client import ProxyNotFound, get_proxy
-from ddpui.services import locks, task_config
-from ddpui.services.orgs import Rollback, airbyte_server_block_create, airbyte_workspace_create
-from ddpui.services.transform_tasks import lock_view
+from ddpui.services import connectors, locks, task_config
+from ddpui.services.audit import AuditAction, audit_record
+from ddpui.services.connectors import CheckResult, require_workspace
+from ddpui.services.orgs import airbyte_server_block_create, airbyte_workspace_create
+from ddpui.services.undo import UndoStack
 from ddpui.services.warehouse import mask_secrets
 
 SYNC_SLUG = "airbyte-sync"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_SYNC_MODES = {"full_refresh", "incremental"}
-_DESTINATION_SYNC_MODES = {"overwrite", "append", "append_dedup"}
+SYNC_MODES = ("full_refresh", "incremental")
+DESTINATION_SYNC_MODES = ("overwrite", "append", "append_dedup")
+_INCREMENTAL_DESTINATION_MODES = ("append", "append_dedup")
 
 
 @dataclass(frozen=True)
 class StreamChoice:
+    """What the caller chose for one stream of the source's catalog."""
+
     name: str
     selected: bool = True
     sync_mode: str | None = None
     destination_sync_mode: str | None = None
+    cursor_field: str | None = None
 
 
-def _require_workspace(org: Org) -> str:
-    if not org.airbyte_workspace_id:
-        raise InvalidInput(
-            "your organization has no Airbyte workspace: create one with POST /api/airbyte/v1/workspace/"
-        )
-    return org.airbyte_workspace_id
+@dataclass(frozen=True)
+class LastSync:
+    """The connection's latest Airbyte sync job, whichever pipeline or manual sync started it."""
+
+    status: str  # Airbyte's: pending | running | succeeded | failed | cancelled | incomplete
+    created_at: int  # epoch seconds
+
+
+@dataclass(frozen=True)
+class ConnectionSummary:
+    """One row of the connection list."""
+
+    connection_id: str
+    name: str
+    status: str | None
+    source: dict  # {sourceId, name, sourceName, sourceDefinitionId, icon}
+    destination: dict  # {destinationId, name, destinationName, destinationDefinitionId, icon}
+    deployment_id: str
+    orgtask_uuid: str
+    last_sync: LastSync | None
+    is_syncing: bool
+    lock: TaskLock | None
+    lock_run: dict | None  # the newest run of the manual deployment, to tell a running lock from a queued one
+
+
+@dataclass(frozen=True)
+class ConnectionDetail:
+    """A connection as Airbyte's web backend reads it (catalog, source, destination) with our references."""
+
+    connection: dict
+    deployment_id: str | None
+    orgtask_uuid: str
+    lock: TaskLock | None
+
+    @property
+    def destination_schema(self) -> str | None:
+        if self.connection.get("namespaceDefinition") == "customformat":
+            return self.connection.get("namespaceFormat")
+        return None
+
+
+@dataclass(frozen=True)
+class SyncLogs:
+    job_id: int
+    status: str
+    records_synced: int | None
+    logs: list[str]
 
 
 # ------------------------------------------------------------------------------------------ workspace
@@ -61,9 +112,9 @@ def airbyte_workspace_attach(*, org: Org, name: str) -> Org:
     has_server_block = OrgPrefectBlockv1.objects.filter(
         org=org, block_type=OrgPrefectBlockv1.BlockType.AIRBYTE_SERVER
     ).exists()
-    with Rollback(f"attaching a workspace to {org.slug}") as rollback:
-        workspace_id = airbyte_workspace_create(name=name, rollback=rollback)
-        block = None if has_server_block else airbyte_server_block_create(org_slug=org.slug, rollback=rollback)
+    with UndoStack(f"attaching a workspace to {org.slug}") as undo:
+        workspace_id = airbyte_workspace_create(name=name, rollback=undo)
+        block = None if has_server_block else airbyte_server_block_create(org_slug=org.slug, rollback=undo)
         with transaction.atomic():
             org.airbyte_workspace_id = workspace_id
             org.save(update_fields=["airbyte_workspace_id", "updated_at"])
@@ -80,47 +131,113 @@ def airbyte_workspace_attach(*, org: Org, name: str) -> Org:
 # ------------------------------------------------------------------------------------------ sources
 
 
-def _source_view(source: dict) -> dict:
-    return {
-        "sourceId": source["sourceId"],
-        "name": source["name"],
-        "sourceDefinitionId": source["sourceDefinitionId"],
-        "sourceName": source.get("sourceName"),
-        "connectionConfiguration": mask_secrets(source.get("connectionConfiguration") or {}),
-    }
+def _masked(source: dict) -> dict:
+    source = dict(source)
+    source["connectionConfiguration"] = mask_secrets(source.get("connectionConfiguration") or {})
+    return source
 
 
 def source_get(*, org: Org, source_id: str) -> dict:
-    """The org's source; a source of another workspace is not found."""
-    workspace_id = _require_workspace(org)
+    """The org's source as Airbyte reads it (secrets masked); a source of another workspace is not found."""
+    workspace_id = require_workspace(org)
     try:
         source = get_airbyte().source_get(source_id=source_id)
     except AirbyteNotFound:
         raise NotFound(f"source {source_id} not found") from None
     if source.get("workspaceId") != workspace_id:
         raise NotFound(f"source {source_id} not found")
-    return _source_view(source)
+    return _masked(source)
 
 
 def sources_list(*, org: Org) -> list[dict]:
-    workspace_id = _require_workspace(org)
-    return [_source_view(source) for source in get_airbyte().sources_list(workspace_id=workspace_id)]
+    workspace_id = require_workspace(org)
+    return [_masked(source) for source in get_airbyte().sources_list(workspace_id=workspace_id)]
 
 
-def source_create(*, org: Org, name: str, source_definition_id: str, config: dict) -> dict:
-    workspace_id = _require_workspace(org)
+def _clean_name(name: str, what: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise InvalidInput("the source needs a name")
-    source = get_airbyte().source_create(
-        workspace_id=workspace_id, name=name, definition_id=source_definition_id, config=config
+        raise InvalidInput(f"the {what} needs a name")
+    return name
+
+
+def source_check(*, org: Org, source_definition_id: str, config: dict) -> CheckResult:
+    """Airbyte's connection check of a new source's configuration (nothing is saved)."""
+    return connectors.source_check(org=org, definition_id=source_definition_id, config=config)
+
+
+def source_check_for_update(*, org: Org, source_id: str, name: str | None, config: dict) -> CheckResult:
+    source = source_get(org=org, source_id=source_id)
+    name = (name or "").strip() or source["name"]
+    return connectors.source_check_for_update(org=org, source=source, name=name, config=config)
+
+
+def source_create(*, org: Org, actor: OrgUser | None, name: str, source_definition_id: str, config: dict) -> dict:
+    """A source in the org's workspace, its configuration first checked against the connector's spec."""
+    workspace_id = require_workspace(org)
+    name = _clean_name(name, "source")
+    specification = connectors.source_specification(org=org, definition_id=source_definition_id)
+    connectors.config_check_against_spec(specification=specification, config=config, connector="source")
+    airbyte = get_airbyte()
+    with UndoStack(f"creating the source '{name}' of {org.slug}") as undo:
+        source = airbyte.source_create(
+            workspace_id=workspace_id, name=name, definition_id=source_definition_id, config=config
+        )
+        undo.push(f"Airbyte source {source['sourceId']}", lambda: _source_delete(source["sourceId"]))
+        with transaction.atomic():
+            audit_record(
+                org=org,
+                orguser=actor,
+                action=AuditAction.SOURCE_CREATED,
+                object_type="source",
+                object_id=source["sourceId"],
+                details={"name": name, "sourceName": source.get("sourceName")},
+            )
+    return _masked(source)
+
+
+def source_update(
+    *,
+    org: Org,
+    actor: OrgUser | None,
+    source_id: str,
+    name: str | None,
+    config: dict,
+    source_definition_id: str | None = None,
+) -> dict:
+    """New name and configuration of the org's source. Masked secrets sent back keep the stored ones
+    (Airbyte merges them in). A source keeps its connector: another definition is refused."""
+    source = source_get(org=org, source_id=source_id)
+    if source_definition_id and source_definition_id != source["sourceDefinitionId"]:
+        raise InvalidInput(
+            f"a source keeps its connector ({source.get('sourceName')}): create a new source for another one"
+        )
+    name = (name or "").strip() or source["name"]
+    specification = connectors.source_specification(org=org, definition_id=source["sourceDefinitionId"])
+    connectors.config_check_against_spec(
+        specification=specification, config=config, connector=source.get("sourceName") or "source"
     )
-    return _source_view(source)
+    updated = get_airbyte().source_update(source_id=source_id, name=name, config=config)
+    with transaction.atomic():
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.SOURCE_UPDATED,
+            object_type="source",
+            object_id=source_id,
+            details={"name": name},
+        )
+    return _masked(updated)
 
 
-def source_delete(*, org: Org, source_id: str) -> None:
+def _source_delete(source_id: str) -> None:
+    with contextlib.suppress(AirbyteNotFound):
+        get_airbyte().source_delete(source_id=source_id)
+
+
+def source_delete(*, org: Org, actor: OrgUser | None, source_id: str) -> None:
     """Refused while connections read from the source (Airbyte would delete them behind our back)."""
-    source_get(org=org, source_id=source_id)
+    source = source_get(org=org, source_id=source_id)
     airbyte = get_airbyte()
     using = [
         c["name"] for c in airbyte.connections_list(workspace_id=org.airbyte_workspace_id) if c["sourceId"] == source_id
@@ -128,6 +245,26 @@ def source_delete(*, org: Org, source_id: str) -> None:
     if using:
         raise Conflict(f"the source is used by the connection(s) {', '.join(sorted(using))}: delete them first")
     airbyte.source_delete(source_id=source_id)
+    with transaction.atomic():
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.SOURCE_DELETED,
+            object_type="source",
+            object_id=source_id,
+            details={"name": source["name"]},
+        )
+
+
+def source_schema_catalog(*, org: Org, source_id: str) -> dict:
+    """The source's streams as Airbyte discovers them now: {catalog: {streams: [...]}, catalogId}."""
+    source_get(org=org, source_id=source_id)
+    discovered = get_airbyte().source_discover(source_id=source_id)
+    if "catalog" not in discovered:
+        failure = (discovered.get("jobInfo") or {}).get("failureReason") or {}
+        reason = failure.get("externalMessage") or discovered.get("message") or "Airbyte gave no reason"
+        raise InvalidInput(f"the source's streams could not be discovered: {reason}")
+    return {"catalog": discovered["catalog"], "catalogId": discovered.get("catalogId")}
 
 
 # ------------------------------------------------------------------------------------------ connections
@@ -153,31 +290,80 @@ def _manual_dataflow(orgtask: OrgTask) -> OrgDataFlowv1 | None:
     return link.dataflow if link else None
 
 
-def _catalog(catalog: dict, streams: list[StreamChoice] | None) -> dict:
-    """The discovered catalog with the caller's stream choices applied (every stream when none given)."""
-    catalog = copy.deepcopy(catalog)
+def _check_choices(streams: list[StreamChoice]) -> None:
+    for choice in streams:
+        if choice.sync_mode and choice.sync_mode not in SYNC_MODES:
+            raise InvalidInput(f"stream {choice.name}: syncMode must be one of {', '.join(SYNC_MODES)}")
+        if choice.destination_sync_mode and choice.destination_sync_mode not in DESTINATION_SYNC_MODES:
+            raise InvalidInput(
+                f"stream {choice.name}: destinationSyncMode must be one of {', '.join(DESTINATION_SYNC_MODES)}"
+            )
+
+
+def _configure_stream(entry: dict, choice: StreamChoice, destination_modes: list[str]) -> None:
+    """Applies a selected stream's choices to its catalog entry, refusing what the stream or the
+    destination cannot do."""
+    stream, config = entry["stream"], entry.setdefault("config", {})
+    name = stream["name"]
+    config["selected"] = True
+    sync_mode = choice.sync_mode or config.get("syncMode") or "full_refresh"
+    supported = stream.get("supportedSyncModes") or ["full_refresh"]
+    if sync_mode not in supported:
+        raise InvalidInput(f"stream {name}: syncMode {sync_mode} is not supported (supported: {', '.join(supported)})")
+    destination_mode = choice.destination_sync_mode or config.get("destinationSyncMode") or "overwrite"
+    if destination_mode not in destination_modes:
+        raise InvalidInput(
+            f"stream {name}: destinationSyncMode {destination_mode} is not supported by the warehouse "
+            f"(supported: {', '.join(destination_modes)})"
+        )
+    if sync_mode == "incremental":
+        if destination_mode not in _INCREMENTAL_DESTINATION_MODES:
+            raise InvalidInput(
+                f"stream {name}: an incremental sync needs destinationSyncMode append or append_dedup, "
+                f"not {destination_mode}"
+            )
+        fields = sorted((stream.get("jsonSchema") or {}).get("properties") or {})
+        if stream.get("sourceDefinedCursor"):
+            cursor = list(stream.get("defaultCursorField") or [])
+        else:
+            chosen = choice.cursor_field or (stream.get("defaultCursorField") or [None])[0]
+            if not chosen:
+                raise InvalidInput(
+                    f"stream {name}: an incremental sync needs a cursorField (one of {', '.join(fields)})"
+                )
+            if chosen not in fields:
+                raise InvalidInput(
+                    f"stream {name}: cursorField {chosen} is not a field of the stream (fields: {', '.join(fields)})"
+                )
+            cursor = [chosen]
+        config["cursorField"] = cursor
+    if destination_mode == "append_dedup":
+        primary_key = config.get("primaryKey") or stream.get("sourceDefinedPrimaryKey") or []
+        if not primary_key:
+            raise InvalidInput(f"stream {name}: append_dedup needs a primary key and the stream has none")
+        config["primaryKey"] = primary_key
+    config["syncMode"] = sync_mode
+    config["destinationSyncMode"] = destination_mode
+
+
+def _catalog(discovered: dict, streams: list[StreamChoice] | None, destination_modes: list[str]) -> dict:
+    """The discovered catalog with the caller's stream choices applied (every stream, as discovered,
+    when none are given)."""
+    catalog = copy.deepcopy(discovered)
     if streams is None:
         return catalog
+    _check_choices(streams)
     known = {entry["stream"]["name"] for entry in catalog["streams"]}
     chosen = {choice.name: choice for choice in streams}
     unknown = sorted(set(chosen) - known)
     if unknown:
         raise InvalidInput(f"unknown stream(s) {', '.join(unknown)}: the source offers {', '.join(sorted(known))}")
-    for choice in streams:
-        if choice.sync_mode and choice.sync_mode not in _SYNC_MODES:
-            raise InvalidInput(f"stream {choice.name}: syncMode must be one of {', '.join(sorted(_SYNC_MODES))}")
-        if choice.destination_sync_mode and choice.destination_sync_mode not in _DESTINATION_SYNC_MODES:
-            raise InvalidInput(
-                f"stream {choice.name}: destinationSyncMode must be one of {', '.join(sorted(_DESTINATION_SYNC_MODES))}"
-            )
     for entry in catalog["streams"]:
         choice = chosen.get(entry["stream"]["name"])
-        config = entry.setdefault("config", {})
-        config["selected"] = bool(choice and choice.selected)
-        if choice and choice.sync_mode:
-            config["syncMode"] = choice.sync_mode
-        if choice and choice.destination_sync_mode:
-            config["destinationSyncMode"] = choice.destination_sync_mode
+        if choice is not None and choice.selected:
+            _configure_stream(entry, choice, destination_modes)
+        else:
+            entry.setdefault("config", {})["selected"] = False
     if not any(entry["config"]["selected"] for entry in catalog["streams"]):
         raise InvalidInput("select at least one stream")
     return catalog
@@ -191,63 +377,60 @@ def _namespace(destination_schema: str | None) -> dict:
     return {"namespaceDefinition": "customformat", "namespaceFormat": destination_schema}
 
 
-def _streams_view(catalog: dict) -> list[dict]:
-    return [
-        {
-            "name": entry["stream"]["name"],
-            "selected": bool(entry.get("config", {}).get("selected", True)),
-            "syncMode": entry.get("config", {}).get("syncMode"),
-            "destinationSyncMode": entry.get("config", {}).get("destinationSyncMode"),
-        }
-        for entry in (catalog or {}).get("streams", [])
-    ]
+def _warehouse_destination(org: Org) -> OrgWarehouse:
+    warehouse = OrgWarehouse.objects.filter(org=org).first()
+    if warehouse is None or not warehouse.airbyte_destination_id:
+        raise InvalidInput("your organization has no warehouse: create it before its connections")
+    return warehouse
 
 
-def _destination_schema(connection: dict) -> str | None:
-    if connection.get("namespaceDefinition") == "customformat":
-        return connection.get("namespaceFormat")
-    return None
+def _destination_sync_modes(org: Org, warehouse: OrgWarehouse) -> list[str]:
+    destination = get_airbyte().destination_get(destination_id=warehouse.airbyte_destination_id)
+    specification = connectors.destination_specification(org=org, definition_id=destination["destinationDefinitionId"])
+    return list(specification.get("supportedDestinationSyncModes") or ["overwrite", "append"])
+
+
+def _discovered(org: Org, source_id: str) -> tuple[dict, str | None]:
+    discovered = source_schema_catalog(org=org, source_id=source_id)
+    return discovered["catalog"], discovered.get("catalogId")
 
 
 def connection_create(
     *,
     org: Org,
+    actor: OrgUser | None,
     name: str,
     source_id: str,
     streams: list[StreamChoice] | None = None,
     destination_schema: str | None = None,
-) -> dict:
-    """The Airbyte connection, its sync task and its manual dataflow (a deployment syncing only it)."""
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput("the connection needs a name")
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
-    if warehouse is None or not warehouse.airbyte_destination_id:
-        raise InvalidInput("your organization has no warehouse: create it before its connections")
+) -> ConnectionDetail:
+    """The Airbyte connection, its sync task and its manual dataflow (a deployment syncing only it).
+    Every choice is checked before Airbyte or Prefect is asked for anything."""
+    name = _clean_name(name, "connection")
+    warehouse = _warehouse_destination(org)
     namespace = _namespace(destination_schema)
     source_get(org=org, source_id=source_id)
+    discovered, catalog_id = _discovered(org, source_id)
+    catalog = _catalog(discovered, streams, _destination_sync_modes(org, warehouse))
     airbyte = get_airbyte()
-    catalog = _catalog(airbyte.source_discover(source_id=source_id), streams)
     sync_task = Task.objects.get(slug=SYNC_SLUG)
-    with Rollback(f"creating the connection '{name}' of {org.slug}") as rollback:
+    with UndoStack(f"creating the connection '{name}' of {org.slug}") as undo:
         connection = airbyte.connection_create(
             body={
                 "name": name,
                 "sourceId": source_id,
                 "destinationId": warehouse.airbyte_destination_id,
                 "syncCatalog": catalog,
+                "sourceCatalogId": catalog_id,
                 "status": "active",
                 "scheduleType": "manual",
+                "prefix": "",
+                "nonBreakingChangesPreference": "ignore",
                 **namespace,
             }
         )
         connection_id = connection["connectionId"]
-
-        def undo_connection() -> None:
-            with contextlib.suppress(AirbyteNotFound):
-                airbyte.connection_delete(connection_id=connection_id)
-
-        rollback.add(f"Airbyte connection {connection_id}", undo_connection)
+        undo.push(f"Airbyte connection {connection_id}", lambda: _connection_delete(connection_id))
         orgtask = OrgTask(org=org, task=sync_task, connection_id=connection_id)
         deployment_name = f"manual-{org.slug}-{connection_id}"
         deployment = get_proxy().deployments.create(
@@ -256,7 +439,7 @@ def connection_create(
             parameters=task_config.deployment_parameters(org=org, orgtasks=[orgtask]),
             work_pool_name=settings.PREFECT_WORK_POOL,
         )
-        rollback.add(f"deployment {deployment.id}", lambda: _deployment_delete(deployment.id))
+        undo.push(f"deployment {deployment.id}", lambda: _deployment_delete(deployment.id))
         with transaction.atomic():
             orgtask.save()
             dataflow = OrgDataFlowv1.objects.create(
@@ -267,17 +450,24 @@ def connection_create(
                 dataflow_type=OrgDataFlowv1.DataflowType.MANUAL,
             )
             DataflowOrgTask.objects.create(dataflow=dataflow, orgtask=orgtask, seq=0)
-    return {
-        "name": connection["name"],
-        "connectionId": connection_id,
-        "sourceId": source_id,
-        "destinationId": warehouse.airbyte_destination_id,
-        "status": connection.get("status"),
-        "deploymentId": deployment.id,
-        "orgtaskUuid": str(orgtask.uuid),
-        "streams": _streams_view(connection.get("syncCatalog")),
-        "destinationSchema": _destination_schema(connection),
-    }
+            audit_record(
+                org=org,
+                orguser=actor,
+                action=AuditAction.CONNECTION_CREATED,
+                object_type="connection",
+                object_id=connection_id,
+                details={"name": name, "sourceId": source_id, "streams": _selected_names(catalog)},
+            )
+    return connection_get(org=org, connection_id=connection_id)
+
+
+def _selected_names(catalog: dict) -> list[str]:
+    return [entry["stream"]["name"] for entry in catalog["streams"] if (entry.get("config") or {}).get("selected")]
+
+
+def _connection_delete(connection_id: str) -> None:
+    with contextlib.suppress(AirbyteNotFound):
+        get_airbyte().connection_delete(connection_id=connection_id)
 
 
 def _deployment_delete(deployment_id: str) -> None:
@@ -285,8 +475,9 @@ def _deployment_delete(deployment_id: str) -> None:
         get_proxy().deployment(deployment_id).delete()
 
 
-def connections_list(*, org: Org) -> list[dict]:
-    """Every connection of the org. Whatever their number: 4 queries, 2 Airbyte calls, 1 proxy call."""
+def connections_list(*, org: Org) -> list[ConnectionSummary]:
+    """Every connection of the org with its source, destination, latest sync and lock. Whatever their
+    number: 2 queries, 1 Airbyte call, and 1 proxy call when any of them is locked."""
     links = list(
         DataflowOrgTask.objects.select_related("dataflow", "orgtask")
         .filter(
@@ -298,64 +489,60 @@ def connections_list(*, org: Org) -> list[dict]:
     )
     if not links:
         return []
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
-    airbyte = get_airbyte()
-    workspace_id = _require_workspace(org)
-    in_airbyte = {c["connectionId"]: c for c in airbyte.connections_list(workspace_id=workspace_id)}
-    sources = {s["sourceId"]: s for s in airbyte.sources_list(workspace_id=workspace_id)}
-    deployment_ids = [link.dataflow.deployment_id for link in links]
-    last_runs = {
-        str(run["deployment_id"]): run
-        for run in get_proxy().flow_runs.filter(deployment_ids=deployment_ids, limit_per_deployment=1)
+    workspace_id = require_workspace(org)
+    in_airbyte = {
+        item["connectionId"]: item for item in get_airbyte().connections_list_with_status(workspace_id=workspace_id)
     }
     held = locks.locks_status(orgtask_ids=[link.orgtask_id for link in links])
-    result = []
+    lock_runs = {}
+    if held:
+        deployment_ids = [link.dataflow.deployment_id for link in links if link.orgtask_id in held]
+        lock_runs = {
+            str(run["deployment_id"]): run
+            for run in get_proxy().flow_runs.filter(deployment_ids=deployment_ids, limit_per_deployment=1)
+        }
+    summaries = []
     for link in links:
         connection_id = link.orgtask.connection_id
-        connection = in_airbyte.get(connection_id)
-        source = sources.get(connection["sourceId"]) if connection else None
-        last_run = last_runs.get(link.dataflow.deployment_id)
-        result.append(
-            {
-                "name": connection["name"] if connection else link.dataflow.name,
-                "connectionId": connection_id,
-                "source": {"sourceId": source["sourceId"], "name": source["name"]} if source else None,
-                "destination": {
-                    "destinationId": warehouse.airbyte_destination_id,
-                    "name": warehouse.name,
-                }
-                if warehouse
-                else None,
-                "status": connection.get("status") if connection else "missing in Airbyte",
-                "deploymentId": link.dataflow.deployment_id,
-                "orgtaskUuid": str(link.orgtask.uuid),
-                "lastRun": last_run,
-                "lock": lock_view(held.get(link.orgtask_id), last_run=last_run),
-            }
+        item = in_airbyte.get(connection_id) or {}
+        last_sync = None
+        if item.get("latestSyncJobStatus") and item.get("latestSyncJobCreatedAt") is not None:
+            last_sync = LastSync(status=item["latestSyncJobStatus"], created_at=int(item["latestSyncJobCreatedAt"]))
+        summaries.append(
+            ConnectionSummary(
+                connection_id=connection_id,
+                name=item.get("name") or link.dataflow.name,
+                status=item.get("status") if item else "missing in Airbyte",
+                source=dict(item.get("source") or {}),
+                destination=dict(item.get("destination") or {}),
+                deployment_id=link.dataflow.deployment_id,
+                orgtask_uuid=str(link.orgtask.uuid),
+                last_sync=last_sync,
+                is_syncing=bool(item.get("isSyncing")),
+                lock=held.get(link.orgtask_id),
+                lock_run=lock_runs.get(link.dataflow.deployment_id),
+            )
         )
-    return result
+    return summaries
 
 
-def connection_get(*, org: Org, connection_id: str) -> dict:
+def connection_get(*, org: Org, connection_id: str) -> ConnectionDetail:
     orgtask = _sync_task_get(org=org, connection_id=connection_id)
     dataflow = _manual_dataflow(orgtask)
     try:
-        connection = get_airbyte().connection_get(connection_id=connection_id)
+        connection = get_airbyte().connection_get_with_source(connection_id=connection_id)
     except AirbyteNotFound:
         raise NotFound(f"connection {connection_id} is missing in Airbyte") from None
-    lock = locks.locks_status(orgtask_ids=[orgtask.id]).get(orgtask.id)
-    return {
-        "name": connection["name"],
-        "connectionId": connection_id,
-        "sourceId": connection["sourceId"],
-        "destinationId": connection["destinationId"],
-        "status": connection.get("status"),
-        "deploymentId": dataflow.deployment_id if dataflow else None,
-        "orgtaskUuid": str(orgtask.uuid),
-        "streams": _streams_view(connection.get("syncCatalog")),
-        "destinationSchema": _destination_schema(connection),
-        "lock": lock_view(lock),
-    }
+    connection["source"] = _masked(connection.get("source") or {})
+    destination = dict(connection.get("destination") or {})
+    destination["connectionConfiguration"] = mask_secrets(destination.get("connectionConfiguration") or {})
+    connection["destination"] = destination
+    return ConnectionDetail(
+        connection=connection,
+        deployment_id=dataflow.deployment_id if dataflow else None,
+        orgtask_uuid=str(orgtask.uuid),
+        lock=locks.locks_status(orgtask_ids=[orgtask.id]).get(orgtask.id),
+    )
 
 
 def _refuse_while_locked(orgtask: OrgTask, verb: str) -> None:
@@ -367,39 +554,85 @@ def _refuse_while_locked(orgtask: OrgTask, verb: str) -> None:
 def connection_update(
     *,
     org: Org,
+    actor: OrgUser | None,
     connection_id: str,
     name: str | None = None,
     streams: list[StreamChoice] | None = None,
     destination_schema: str | None = None,
-) -> dict:
-    """Renames the connection, changes its streams or its destination schema. Refused while it syncs."""
+) -> ConnectionDetail:
+    """Renames the connection, changes its streams (from a fresh discovery, each with the caller's sync
+    mode, destination sync mode and cursor) or its destination schema. Refused while it syncs."""
     orgtask = _sync_task_get(org=org, connection_id=connection_id)
     _refuse_while_locked(orgtask, "update")
     airbyte = get_airbyte()
-    current = airbyte.connection_get(connection_id=connection_id)
+    try:
+        current = airbyte.connection_get(connection_id=connection_id)
+    except AirbyteNotFound:
+        raise NotFound(f"connection {connection_id} is missing in Airbyte") from None
     body = {"connectionId": connection_id}
     name = (name or "").strip() or None
     if name:
         body["name"] = name
-    if streams is not None:
-        body["syncCatalog"] = _catalog(airbyte.source_discover(source_id=current["sourceId"]), streams)
     if destination_schema is not None:
         body.update(_namespace(destination_schema))
+    if streams is not None:
+        discovered, catalog_id = _discovered(org, current["sourceId"])
+        body["syncCatalog"] = _catalog(discovered, streams, _destination_sync_modes(org, _warehouse_destination(org)))
+        body["sourceCatalogId"] = catalog_id
     airbyte.connection_update(body=body)
-    if name:
-        dataflow = _manual_dataflow(orgtask)
-        if dataflow is not None and dataflow.name != name[:100]:
-            dataflow.name = name[:100]
-            dataflow.save(update_fields=["name", "updated_at"])
+    with transaction.atomic():
+        if name:
+            dataflow = _manual_dataflow(orgtask)
+            if dataflow is not None and dataflow.name != name[:100]:
+                dataflow.name = name[:100]
+                dataflow.save(update_fields=["name", "updated_at"])
+        details = {key: body[key] for key in ("name", "namespaceFormat") if key in body}
+        if "syncCatalog" in body:
+            details["streams"] = _selected_names(body["syncCatalog"])
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.CONNECTION_UPDATED,
+            object_type="connection",
+            object_id=connection_id,
+            details=details,
+        )
     return connection_get(org=org, connection_id=connection_id)
 
 
-def connection_reset(*, org: Org, connection_id: str) -> dict:
-    """Empties the connection's tables through Airbyte; refused while its sync task is locked."""
+def connection_reset(*, org: Org, actor: OrgUser | None, connection_id: str) -> int | None:
+    """Empties the connection's tables through Airbyte; refused while its sync task is locked.
+    Returns Airbyte's job id."""
     orgtask = _sync_task_get(org=org, connection_id=connection_id)
     _refuse_while_locked(orgtask, "reset")
     job = get_airbyte().connection_reset(connection_id=connection_id)
-    return {"jobId": (job.get("job") or {}).get("id")}
+    job_id = (job.get("job") or {}).get("id")
+    with transaction.atomic():
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.CONNECTION_RESET,
+            object_type="connection",
+            object_id=connection_id,
+            details={"jobId": job_id},
+        )
+    return job_id
+
+
+def connection_sync_logs(*, org: Org, connection_id: str) -> SyncLogs | None:
+    """The latest Airbyte sync job of the connection and the log lines of its last attempt (None: the
+    connection never synced). 2 Airbyte calls."""
+    _sync_task_get(org=org, connection_id=connection_id)
+    airbyte = get_airbyte()
+    jobs = airbyte.jobs_list(connection_id=connection_id, config_types=["sync"], limit=1)
+    if not jobs:
+        return None
+    job, attempts = jobs[0]["job"], jobs[0].get("attempts") or []
+    logs: list[str] = []
+    if attempts:
+        logs = airbyte.attempt_get(job_id=job["id"], attempt_number=len(attempts) - 1).get("logs", {}).get("logLines")
+    records = next((a.get("recordsSynced") for a in reversed(attempts) if a.get("status") == "succeeded"), None)
+    return SyncLogs(job_id=job["id"], status=job["status"], records_synced=records, logs=list(logs or []))
 
 
 def _pipelines_without(orgtask: OrgTask) -> list[tuple[OrgDataFlowv1, list[OrgTask], dict, dict]]:
@@ -430,7 +663,7 @@ def _pipelines_without(orgtask: OrgTask) -> list[tuple[OrgDataFlowv1, list[OrgTa
     return plans
 
 
-def connection_delete(*, org: Org, connection_id: str) -> None:
+def connection_delete(*, org: Org, actor: OrgUser | None, connection_id: str) -> None:
     """Removes the connection everywhere: out of every pipeline (their deployments get the new task list),
     its manual deployment, the Airbyte connection, its sync task. Refused while it is locked.
 
@@ -445,18 +678,17 @@ def connection_delete(*, org: Org, connection_id: str) -> None:
     manual = _manual_dataflow(orgtask)
     plans = _pipelines_without(orgtask)
     proxy = get_proxy()
-    with Rollback(f"deleting the connection {connection_id} of {org.slug}") as rollback:
+    with UndoStack(f"deleting the connection {connection_id} of {org.slug}") as undo:
         for pipeline, _, old_parameters, new_parameters in plans:
             deployment = proxy.deployment(pipeline.deployment_id)
             deployment.update(parameters=new_parameters)
-            rollback.add(
+            undo.push(
                 f"parameters of deployment {pipeline.deployment_id}",
                 lambda deployment=deployment, old=old_parameters: deployment.update(parameters=old),
             )
         if manual is not None:
             _deployment_delete(manual.deployment_id)
-        with contextlib.suppress(AirbyteNotFound):
-            airbyte.connection_delete(connection_id=connection_id)
+        _connection_delete(connection_id)
     with transaction.atomic():
         DataflowOrgTask.objects.filter(orgtask=orgtask).delete()
         for pipeline, remaining, _, _ in plans:
@@ -469,3 +701,11 @@ def connection_delete(*, org: Org, connection_id: str) -> None:
         if manual is not None:
             manual.delete()
         orgtask.delete()
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.CONNECTION_DELETED,
+            object_type="connection",
+            object_id=connection_id,
+            details={"pipelines": [pipeline.name for pipeline, _, _, _ in plans]},
+        )

@@ -26,6 +26,20 @@ class AuditAction(StrEnum):
     MIGRATION_PHASE_3 = "migration.3"
     MIGRATION_SWITCH_ENTRYPOINT = "migration.switch-entrypoint"
     MIGRATION_ROLLBACK_ENTRYPOINT = "migration.rollback-entrypoint"
+    WAREHOUSE_CREATED = "warehouse.created"
+    WAREHOUSE_UPDATED = "warehouse.updated"
+    WAREHOUSE_DELETED = "warehouse.deleted"
+    SOURCE_CREATED = "source.created"
+    SOURCE_UPDATED = "source.updated"
+    SOURCE_DELETED = "source.deleted"
+    CONNECTION_CREATED = "connection.created"
+    CONNECTION_UPDATED = "connection.updated"
+    CONNECTION_DELETED = "connection.deleted"
+    CONNECTION_RESET = "connection.reset"
+    DBT_WORKSPACE_CREATED = "dbt_workspace.created"
+    DBT_WORKSPACE_REPOSITORY_CHANGED = "dbt_workspace.repository_changed"
+    DBT_WORKSPACE_SCHEMA_CHANGED = "dbt_workspace.schema_changed"
+    DBT_WORKSPACE_DELETED = "dbt_workspace.deleted"
 
 
 def audit_record(

@@ -2,6 +2,11 @@
 
 The access token only ever lives in the tokenised URL held by the Secret block (the flows' `git pull`
 reads it there). It is never logged, stored in a table or returned; git's own messages are redacted.
+
+Setting a workspace up, or moving it to another repository, is a task (services/background.py): one at a
+time per org (a second one is a 409), its steps recorded as they happen. The web app's form runs it in the
+background and polls its progress; ddpui's earlier form runs the same steps within the request. A
+failure at any step removes what the task made (the clone, the block, the rows) and says why.
 """
 
 from __future__ import annotations
@@ -19,17 +24,24 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from ddpui.errors import Conflict, InvalidInput, NotFound
-from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgWarehouse
+from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
+from ddpui.models.progress import TaskProgress
 from ddpui.models.tasks import OrgTask
 from ddpui.prefect_client import get_proxy
-from ddpui.services.orgs import Rollback, block_name_for, prefect_block_delete
-from ddpui.services.transform_tasks import TRANSFORM_TYPES, orgtasks_refuse_if_used
+from ddpui.services import background, locks
+from ddpui.services.audit import AuditAction, audit_record
+from ddpui.services.background import Progress
+from ddpui.services.orgs import block_name_for, prefect_block_delete
+from ddpui.services.transform_tasks import DBT_TARGET, TRANSFORM_TYPES, dbt_profile_name, orgtasks_refuse_if_used
+from ddpui.services.undo import UndoStack
 from ddpui.services.warehouse import profile_block_get
 
 logger = logging.getLogger(__name__)
 
 GIT_CLONE_TIMEOUT_SECONDS = 300
 ALREADY_EXISTS = "your organization already has a dbt workspace: delete it first to use another repository"
+RESOURCE = "dbt-workspace"
+BUSY = "the dbt workspace is being set up or changed by another task: wait for it to finish (GET /api/tasks/{id})"
 REDACTED = "***"
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _ALLOWED_SCHEMES = {"http", "https", "ssh", "git", "file"}
@@ -111,67 +123,217 @@ def project_dir_for(org: Org) -> Path:
     return Path(settings.CLIENT_DBT_ROOT) / org.slug / "dbtrepo"
 
 
+def dbt_workspace_find(*, org: Org) -> OrgDbt | None:
+    return OrgDbt.objects.select_related("cli_profile_block").filter(org=org).first()
+
+
 def dbt_workspace_get(*, org: Org) -> OrgDbt:
-    dbt = OrgDbt.objects.select_related("cli_profile_block").filter(org=org).first()
+    dbt = dbt_workspace_find(org=org)
     if dbt is None:
         raise NotFound("your organization has no dbt workspace: set one up with POST /api/dbt/workspace/")
     return dbt
 
 
+def _reserve(org: Org, actor: OrgUser | None, kind: str) -> TaskProgress:
+    running = background.task_running(org=org, resource=RESOURCE)
+    if running is not None:
+        raise Conflict(BUSY.format(id=running.task_id))
+    return background.task_reserve(
+        org=org, actor=actor, kind=kind, resource=RESOURCE, busy=BUSY.format(id="of the other request")
+    )
+
+
+def _staging_for(project_dir: Path) -> Path:
+    return project_dir.with_name(f".{project_dir.name}-{uuid.uuid4().hex[:12]}")
+
+
+def _remove_staging_leftovers(project_dir: Path) -> None:
+    """Staging clones of tasks that died with their process (only one task runs per org: none is live)."""
+    for leftover in project_dir.parent.glob(f".{project_dir.name}-*"):
+        _remove_dir(leftover)
+
+
+class _Setup:
+    """A checked set-up request: what the task will clone, store and record."""
+
+    def __init__(self, *, org: Org, gitrepo_url: str, gitrepo_access_token: str | None, default_schema: str):
+        if OrgDbt.objects.filter(org=org).exists():
+            raise Conflict(ALREADY_EXISTS)
+        warehouse = OrgWarehouse.objects.filter(org=org).first()
+        if warehouse is None:
+            raise InvalidInput("your organization has no warehouse: create it before the dbt workspace")
+        self.org = org
+        self.target_type = warehouse.wtype
+        self.plain_url = _check_repo_url(gitrepo_url)
+        self.schema = _check_schema(default_schema)
+        self.token = (gitrepo_access_token or "").strip() or None
+        self.pull_url = tokenised_url(self.plain_url, self.token)
+
+    def run(self, progress: Progress, actor: OrgUser | None) -> str:
+        org = self.org
+        project_dir = project_dir_for(org)
+        _remove_staging_leftovers(project_dir)
+        # cloned beside its final place and moved there once the row exists
+        staging = _staging_for(project_dir)
+        block_name = block_name_for(org, "git-pull-url")
+        with UndoStack(f"setting up the dbt workspace of {org.slug}") as undo:
+            undo.push(f"clone in {staging}", lambda: _remove_dir(staging))
+            progress.step(f"cloning {self.plain_url}")
+            _clone(url=self.pull_url, plain_url=self.plain_url, token=self.token, target=staging)
+            progress.step(f"saving the git pull URL in the Prefect Secret block {block_name}")
+            secret = get_proxy().blocks.secret.create(blockName=block_name, secret=self.pull_url)
+            undo.push("git pull URL block", lambda: prefect_block_delete(block_id=secret["block_id"]))
+            progress.step(f"recording the workspace (target type {self.target_type}, schema {self.schema})")
+            try:
+                with transaction.atomic():
+                    OrgPrefectBlockv1.objects.create(
+                        org=org,
+                        block_type=OrgPrefectBlockv1.BlockType.SECRET,
+                        block_id=str(secret["block_id"]),
+                        block_name=secret["block_name"],
+                    )
+                    OrgDbt.objects.create(
+                        org=org,
+                        gitrepo_url=self.plain_url,
+                        gitrepo_access_token_secret=secret["block_name"],
+                        project_dir=str(project_dir),
+                        dbt_venv=str(settings.DBT_VENV),
+                        target_type=self.target_type,
+                        default_schema=self.schema,
+                    )
+                    audit_record(
+                        org=org,
+                        orguser=actor,
+                        action=AuditAction.DBT_WORKSPACE_CREATED,
+                        object_type="dbt_workspace",
+                        object_id=org.slug,
+                        details={"gitrepo_url": self.plain_url, "schema": self.schema},
+                    )
+                    # a directory already there belongs to no workspace: one was left by an earlier attempt
+                    _remove_dir(project_dir)
+                    staging.rename(project_dir)
+            except IntegrityError:  # a workspace was made meanwhile by ddpui's admin or another version
+                raise Conflict(ALREADY_EXISTS) from None
+        return f"dbt workspace ready: {self.plain_url} cloned, schema {self.schema}"
+
+
 def dbt_workspace_create(
-    *, org: Org, gitrepo_url: str, gitrepo_access_token: str | None, default_schema: str
+    *, org: Org, actor: OrgUser | None, gitrepo_url: str, gitrepo_access_token: str | None, default_schema: str
 ) -> OrgDbt:
-    """Clones the repository, stores the (tokenised) pull URL as a Secret block, records the workspace."""
-    if OrgDbt.objects.filter(org=org).exists():
-        raise Conflict(ALREADY_EXISTS)
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
-    if warehouse is None:
-        raise InvalidInput("your organization has no warehouse: create it before the dbt workspace")
+    """Sets the workspace up within the request: clones the repository, stores the (tokenised) pull URL as a
+    Secret block, records the workspace. Its errors are the caller's answer."""
+    setup = _Setup(
+        org=org, gitrepo_url=gitrepo_url, gitrepo_access_token=gitrepo_access_token, default_schema=default_schema
+    )
+    task = _reserve(org, actor, "dbt-workspace-setup")
+    background.task_run_inline(task=task, job=lambda progress: setup.run(progress, actor))
+    return dbt_workspace_get(org=org)
+
+
+def dbt_workspace_setup_start(
+    *, org: Org, actor: OrgUser | None, gitrepo_url: str, gitrepo_access_token: str | None, default_schema: str
+) -> TaskProgress:
+    """The same set-up as a background task: the request is checked now (4xx for what can be told at
+    once), the clone and the rest run after the answer; the task's progress says how it went."""
+    setup = _Setup(
+        org=org, gitrepo_url=gitrepo_url, gitrepo_access_token=gitrepo_access_token, default_schema=default_schema
+    )
+    task = _reserve(org, actor, "dbt-workspace-setup")
+    background.task_start(task=task, job=lambda progress: setup.run(progress, actor))
+    return task
+
+
+def _refuse_while_tasks_run(org: Org, verb: str) -> None:
+    orgtasks = OrgTask.objects.filter(org=org, task__type__in=TRANSFORM_TYPES)
+    held = list(locks.locks_status(orgtask_ids=orgtasks.values_list("id", flat=True)).values())
+    if held:
+        raise locks.TaskLocked(f"cannot {verb} now: {'; '.join(locks.describe_lock(lock) for lock in held)}", held)
+
+
+def dbt_repository_change_start(
+    *, org: Org, actor: OrgUser | None, gitrepo_url: str, gitrepo_access_token: str | None
+) -> TaskProgress:
+    """Moves the workspace to another repository (or the same one with a new token) in the background:
+    the new clone replaces the old one and the git pull URL block gets the new URL. Refused while a git or
+    dbt task runs (they use the clone); a failure leaves the workspace as it was."""
+    dbt = dbt_workspace_get(org=org)
     plain_url = _check_repo_url(gitrepo_url)
-    schema = _check_schema(default_schema)
     token = (gitrepo_access_token or "").strip() or None
     pull_url = tokenised_url(plain_url, token)
-    project_dir = project_dir_for(org)
-    # cloned beside its final place and moved there once the row exists, so a concurrent attempt
-    # can never remove the winner's clone
-    staging = project_dir.with_name(f".{project_dir.name}-{uuid.uuid4().hex[:12]}")
-    with Rollback(f"creating the dbt workspace of {org.slug}") as rollback:
-        rollback.add(f"clone in {staging}", lambda: _remove_dir(staging))
-        _clone(url=pull_url, plain_url=plain_url, token=token, target=staging)
-        secret = get_proxy().blocks.secret.create(blockName=block_name_for(org, "git-pull-url"), secret=pull_url)
-        rollback.add("git pull URL block", lambda: prefect_block_delete(block_id=secret["block_id"]))
-        try:
+    _refuse_while_tasks_run(org, "change the repository")
+    task = _reserve(org, actor, "dbt-repository-change")
+
+    def job(progress: Progress) -> str:
+        project_dir = Path(dbt.project_dir)
+        _remove_staging_leftovers(project_dir)
+        staging, previous = _staging_for(project_dir), _staging_for(project_dir)
+        with UndoStack(f"changing the dbt repository of {org.slug}") as undo:
+            undo.push(f"clone in {staging}", lambda: _remove_dir(staging))
+            progress.step(f"cloning {plain_url}")
+            _clone(url=pull_url, plain_url=plain_url, token=token, target=staging)
+            progress.step("replacing the clone and the git pull URL")
             with transaction.atomic():
-                OrgPrefectBlockv1.objects.create(
-                    org=org,
-                    block_type=OrgPrefectBlockv1.BlockType.SECRET,
-                    block_id=str(secret["block_id"]),
-                    block_name=secret["block_name"],
+                current = (
+                    OrgDbt.objects.select_for_update(of=("self",)).select_related("cli_profile_block").get(id=dbt.id)
                 )
-                dbt = OrgDbt.objects.create(
-                    org=org,
-                    gitrepo_url=plain_url,
-                    gitrepo_access_token_secret=secret["block_name"],
-                    project_dir=str(project_dir),
-                    dbt_venv=str(settings.DBT_VENV),
-                    target_type=warehouse.wtype,
-                    default_schema=schema,
-                )
-                # a directory already there belongs to no workspace: one was left by an earlier attempt
-                _remove_dir(project_dir)
+                if project_dir.exists():
+                    project_dir.rename(previous)
+                    undo.push("the previous clone", lambda: _restore(previous, project_dir))
                 staging.rename(project_dir)
-        except IntegrityError:  # another request made the org's workspace meanwhile
-            raise Conflict(ALREADY_EXISTS) from None
-    return dbt
+                old_url = current.gitrepo_url
+                current.gitrepo_url = plain_url
+                current.save(update_fields=["gitrepo_url", "updated_at"])
+                audit_record(
+                    org=org,
+                    orguser=actor,
+                    action=AuditAction.DBT_WORKSPACE_REPOSITORY_CHANGED,
+                    object_type="dbt_workspace",
+                    object_id=org.slug,
+                    details={"from": old_url, "to": plain_url},
+                )
+                proxy = get_proxy()
+                if current.cli_profile_block_id is not None:
+                    # the new project may ask for another profile name (dbt_project.yml `profile:`)
+                    profile = current.cli_profile_block.block_name
+
+                    def profile_named(directory: Path) -> None:
+                        name = dbt_profile_name(str(directory), org.slug)
+                        proxy.blocks.dbt_cli_profile.update(
+                            cli_profile_block_name=profile, profile={"name": name, "target": DBT_TARGET}
+                        )
+
+                    profile_named(project_dir)
+                    undo.push("the dbt profile's name", lambda: profile_named(previous))
+                # last: a Secret cannot be read back, so this write is the one step with no undo
+                proxy.blocks.secret.update(blockName=current.gitrepo_access_token_secret, secret=pull_url)
+        _remove_dir(previous)
+        return f"the dbt workspace now uses {plain_url}"
+
+    background.task_start(task=task, job=job)
+    return task
 
 
-def dbt_schema_update(*, org: Org, schema: str) -> OrgDbt:
+def _restore(previous: Path, project_dir: Path) -> None:
+    _remove_dir(project_dir)
+    previous.rename(project_dir)
+
+
+def dbt_schema_update(*, org: Org, actor: OrgUser | None, schema: str) -> OrgDbt:
     """The workspace's target schema, and the dbt profile's when the transform tasks use it."""
     schema = _check_schema(schema)
     with transaction.atomic():
         dbt = dbt_workspace_get(org=org)
+        old = dbt.default_schema
         dbt.default_schema = schema
         dbt.save(update_fields=["default_schema", "updated_at"])
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.DBT_WORKSPACE_SCHEMA_CHANGED,
+            object_type="dbt_workspace",
+            object_id=org.slug,
+            details={"from": old, "to": schema},
+        )
         if dbt.cli_profile_block is not None:
             # inside the transaction: if the proxy refuses, the new schema is not stored either
             get_proxy().blocks.dbt_cli_profile.update(
@@ -180,11 +342,15 @@ def dbt_schema_update(*, org: Org, schema: str) -> OrgDbt:
     return dbt
 
 
-def dbt_workspace_delete(*, org: Org) -> None:
-    """Refused while pipelines use its tasks or a task runs. Removes the git URL block and the dbt profile
-    block (made by the transform tasks), the git and dbt tasks, the rows and the clone. The blocks go first
-    and the rows last; a block already gone is skipped, so a delete that failed half-way can be sent again."""
+def dbt_workspace_delete(*, org: Org, actor: OrgUser | None) -> None:
+    """Refused while pipelines use its tasks, a task runs, or a set-up task works on it. Removes the git URL
+    block and the dbt profile block (made by the transform tasks), the git and dbt tasks, the rows and the
+    clone. The blocks go first and the rows last; a block already gone is skipped, so a delete that failed
+    half-way can be sent again."""
     dbt = dbt_workspace_get(org=org)
+    running = background.task_running(org=org, resource=RESOURCE)
+    if running is not None:
+        raise Conflict(BUSY.format(id=running.task_id))
     orgtasks = list(OrgTask.objects.select_related("task").filter(org=org, task__type__in=TRANSFORM_TYPES))
     orgtasks_refuse_if_used(orgtasks, "the dbt workspace's tasks are")
     blocks = [
@@ -203,4 +369,12 @@ def dbt_workspace_delete(*, org: Org) -> None:
         OrgTask.objects.filter(id__in=[task.id for task in orgtasks]).delete()
         dbt.delete()
         OrgPrefectBlockv1.objects.filter(id__in=[block.id for block in blocks]).delete()
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.DBT_WORKSPACE_DELETED,
+            object_type="dbt_workspace",
+            object_id=org.slug,
+            details={"gitrepo_url": dbt.gitrepo_url},
+        )
     _remove_dir(Path(dbt.project_dir))

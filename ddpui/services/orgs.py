@@ -1,7 +1,8 @@
-"""Organizations and the org-level Prefect blocks, plus the undo log every multi-system service uses.
+"""Organizations and the org-level Prefect blocks.
 
-Creating an org touches three systems (Airbyte, Prefect through the proxy, our database); `Rollback`
-undoes the external steps that succeeded when a later step fails, so nothing is left half-created.
+Creating an org touches three systems (Airbyte, Prefect through the proxy, our database); the undo stack
+(services/undo.py) undoes the external steps that succeeded when a later step fails, so nothing is left
+half-created.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,41 +18,12 @@ from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.org import Org, OrgPrefectBlockv1, OrgUser, OrgUserRole
 from ddpui.prefect_client import ProxyNotFound, get_proxy
+from ddpui.services.undo import UndoStack as Rollback  # the name the older services use
 from ddpui.services.users import org_find_by_name, org_slug_for
 
 logger = logging.getLogger(__name__)
 
 ORG_NAME_MAX_LENGTH = 100
-
-
-class Rollback:
-    """Undo steps of one operation, registered as each external step succeeds and run newest first
-    if the operation fails. A failing undo is logged (never with secrets) and the original error wins."""
-
-    def __init__(self, operation: str):
-        self.operation = operation
-        self._steps: list[tuple[str, Callable[[], object]]] = []
-
-    def add(self, description: str, undo: Callable[[], object]) -> None:
-        self._steps.append((description, undo))
-
-    def __enter__(self) -> Rollback:
-        return self
-
-    def __exit__(self, exc_type, exc, traceback) -> bool:
-        if exc_type is None:
-            return False
-        for description, undo in reversed(self._steps):
-            try:
-                undo()
-            except Exception as error:  # noqa: BLE001 - keep undoing the other steps
-                logger.error(
-                    "%s failed and undoing '%s' failed too (%s): clean it up by hand",
-                    self.operation,
-                    description,
-                    error.__class__.__name__,
-                )
-        return False
 
 
 def block_name_for(org: Org | str, suffix: str) -> str:

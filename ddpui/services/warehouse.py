@@ -11,15 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, DomainError, InvalidInput, NotFound
-from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgWarehouse, WarehouseType
+from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse, WarehouseType
 from ddpui.models.tasks import OrgTask, TaskType
 from ddpui.prefect_client import get_proxy
-from ddpui.services.orgs import Rollback, block_name_for, prefect_block_delete
+from ddpui.services import connectors
+from ddpui.services.audit import AuditAction, audit_record
+from ddpui.services.orgs import block_name_for, prefect_block_delete
+from ddpui.services.undo import UndoStack
 
 # what Airbyte calls each warehouse type's destination definition
 DESTINATION_DEFINITION_NAMES = {
@@ -43,6 +47,14 @@ def mask_secrets(value):
     return value
 
 
+def _holds_mask(value) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_mask(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_mask(item) for item in value)
+    return value == MASK
+
+
 def _require(config: dict, wtype: str, *keys: str) -> None:
     missing = [key for key in keys if config.get(key) in (None, "")]
     if missing:
@@ -52,8 +64,10 @@ def _require(config: dict, wtype: str, *keys: str) -> None:
 def destination_config_check(*, wtype: str, config: dict) -> str | None:
     """Refuses a destination configuration that lacks what the warehouse needs (before anything is written).
     Returns the BigQuery location, if any. The proxy derives the dbt profile credentials from the same keys."""
-    if any(value == MASK for value in config.values()):
-        raise InvalidInput("airbyteConfig holds a masked value: send the real credentials, including the password")
+    if _holds_mask(config):
+        raise InvalidInput(
+            "the configuration holds a masked value (**********): send the real credentials, including the password"
+        )
     if wtype == WarehouseType.POSTGRES:
         _require(config, wtype, "host", "port", "database", "username", "password")
         try:
@@ -79,7 +93,7 @@ def destination_config_check(*, wtype: str, config: dict) -> str | None:
 
 
 def _destination_definition_id(*, org: Org, wtype: str, definition_id: str | None) -> str:
-    definitions = get_airbyte().destination_definitions(workspace_id=org.airbyte_workspace_id)
+    definitions = connectors.destination_definitions_list(org=org)
     wanted = DESTINATION_DEFINITION_NAMES[wtype]
     if definition_id:
         found = next((d for d in definitions if d["destinationDefinitionId"] == definition_id), None)
@@ -96,10 +110,18 @@ def _destination_definition_id(*, org: Org, wtype: str, definition_id: str | Non
     return found["destinationDefinitionId"]
 
 
+@dataclass(frozen=True)
+class WarehouseView:
+    """The warehouse row with Airbyte's read of its destination (every secret masked)."""
+
+    warehouse: OrgWarehouse
+    destination: dict
+
+
 def warehouse_get(*, org: Org) -> OrgWarehouse:
     warehouse = OrgWarehouse.objects.filter(org=org).first()
     if warehouse is None:
-        raise NotFound("your organization has no warehouse yet: create one with POST /api/v1/organizations/warehouse/")
+        raise NotFound("your organization has no warehouse yet: create one with POST /api/organizations/warehouse/")
     return warehouse
 
 
@@ -109,45 +131,67 @@ def _record_block(org: Org, block_type: str, created: dict) -> OrgPrefectBlockv1
     )
 
 
+ALREADY_EXISTS = "your organization already has a warehouse: update it or delete it first"
+
+
 def warehouse_create(
-    *, org: Org, wtype: str, name: str, airbyte_config: dict, destination_definition_id: str | None = None
+    *,
+    org: Org,
+    actor: OrgUser | None,
+    wtype: str,
+    name: str,
+    airbyte_config: dict,
+    destination_definition_id: str | None = None,
 ) -> OrgWarehouse:
-    """The Airbyte destination, the credentials Secret, then the row (the external steps undone on failure)."""
+    """The Airbyte destination, the credentials Secret, then the row; the external steps undone on failure.
+
+    The row is inserted first, in the transaction that spans the external steps: a second create for the
+    same org waits on that insert and then gets 409, before it has touched Airbyte or Prefect."""
     if wtype not in WarehouseType.values:
         raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}")
     name = (name or "").strip() or f"{org.slug}-warehouse"
     if OrgWarehouse.objects.filter(org=org).exists():
-        raise Conflict("your organization already has a warehouse: update it or delete it first")
-    if not org.airbyte_workspace_id:
-        raise InvalidInput(
-            "your organization has no Airbyte workspace: create one with POST /api/airbyte/v1/workspace/"
-        )
+        raise Conflict(ALREADY_EXISTS)
+    connectors.require_workspace(org)
     bq_location = destination_config_check(wtype=wtype, config=airbyte_config)
     definition_id = _destination_definition_id(org=org, wtype=wtype, definition_id=destination_definition_id)
+    specification = connectors.destination_specification(org=org, definition_id=definition_id)
+    connectors.config_check_against_spec(
+        specification=specification, config=airbyte_config, connector=DESTINATION_DEFINITION_NAMES[wtype]
+    )
     airbyte = get_airbyte()
-    with Rollback(f"creating the warehouse of {org.slug}") as rollback:
-        destination = airbyte.destination_create(
-            workspace_id=org.airbyte_workspace_id, name=name, definition_id=definition_id, config=airbyte_config
-        )
-        destination_id = destination["destinationId"]
-        rollback.add(f"Airbyte destination {destination_id}", lambda: _destination_delete(destination_id))
-        secret = get_proxy().blocks.secret.create(
-            blockName=block_name_for(org, "warehouse-credentials"), secret=json.dumps(airbyte_config)
-        )
-        rollback.add("warehouse credentials block", lambda: prefect_block_delete(block_id=secret["block_id"]))
-        try:
-            with transaction.atomic():
-                warehouse = OrgWarehouse.objects.create(
-                    org=org,
-                    wtype=wtype,
-                    name=name,
-                    credentials_block_name=secret["block_name"],
-                    airbyte_destination_id=destination_id,
-                    bq_location=bq_location,
-                )
-                _record_block(org, OrgPrefectBlockv1.BlockType.SECRET, secret)
-        except IntegrityError:  # another request made the org's warehouse meanwhile
-            raise Conflict("your organization already has a warehouse: update it or delete it first") from None
+    try:
+        with UndoStack(f"creating the warehouse of {org.slug}") as undo, transaction.atomic():
+            warehouse = OrgWarehouse.objects.create(
+                org=org,
+                wtype=wtype,
+                name=name,
+                credentials_block_name=block_name_for(org, "warehouse-credentials"),
+                bq_location=bq_location,
+            )
+            destination = airbyte.destination_create(
+                workspace_id=org.airbyte_workspace_id, name=name, definition_id=definition_id, config=airbyte_config
+            )
+            destination_id = destination["destinationId"]
+            undo.push(f"Airbyte destination {destination_id}", lambda: _destination_delete(destination_id))
+            secret = get_proxy().blocks.secret.create(
+                blockName=warehouse.credentials_block_name, secret=json.dumps(airbyte_config)
+            )
+            undo.push("warehouse credentials block", lambda: prefect_block_delete(block_id=secret["block_id"]))
+            warehouse.airbyte_destination_id = destination_id
+            warehouse.credentials_block_name = secret["block_name"]
+            warehouse.save(update_fields=["airbyte_destination_id", "credentials_block_name", "updated_at"])
+            _record_block(org, OrgPrefectBlockv1.BlockType.SECRET, secret)
+            audit_record(
+                org=org,
+                orguser=actor,
+                action=AuditAction.WAREHOUSE_CREATED,
+                object_type="warehouse",
+                object_id=destination_id,
+                details={"wtype": wtype, "name": name},
+            )
+    except IntegrityError:  # another request made the org's warehouse meanwhile
+        raise Conflict(ALREADY_EXISTS) from None
     return warehouse
 
 
@@ -156,49 +200,59 @@ def _destination_delete(destination_id: str) -> None:
         get_airbyte().destination_delete(destination_id=destination_id)
 
 
-def warehouses_list(*, org: Org) -> list[dict]:
-    """The org's warehouses (none or one), described as warehouse_describe does."""
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
-    return [] if warehouse is None else [_describe(warehouse)]
-
-
-def warehouse_describe(*, org: Org) -> dict:
-    """The warehouse with its Airbyte destination; every secret value masked."""
-    return _describe(warehouse_get(org=org))
-
-
-def _describe(warehouse: OrgWarehouse) -> dict:
+def _view(warehouse: OrgWarehouse) -> WarehouseView:
     destination = get_airbyte().destination_get(destination_id=warehouse.airbyte_destination_id)
-    return {
-        "wtype": warehouse.wtype,
-        "name": warehouse.name,
-        "destinationId": warehouse.airbyte_destination_id,
-        "destinationDefinitionId": destination.get("destinationDefinitionId"),
-        "airbyteConfig": mask_secrets(destination.get("connectionConfiguration") or {}),
-        "credentialsBlockName": warehouse.credentials_block_name,
-        "bqLocation": warehouse.bq_location,
-    }
+    destination["connectionConfiguration"] = mask_secrets(destination.get("connectionConfiguration") or {})
+    return WarehouseView(warehouse=warehouse, destination=destination)
+
+
+def warehouses_list(*, org: Org) -> list[WarehouseView]:
+    """The org's warehouses (none or one) with their Airbyte destinations: 1 query, 1 Airbyte call."""
+    warehouse = OrgWarehouse.objects.filter(org=org).first()
+    return [] if warehouse is None else [_view(warehouse)]
 
 
 def profile_block_get(*, org: Org) -> OrgPrefectBlockv1 | None:
     return OrgPrefectBlockv1.objects.filter(org=org, block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE).first()
 
 
-def warehouse_update(*, org: Org, destination_id: str, airbyte_config: dict, name: str | None = None) -> OrgWarehouse:
+def _org_destination(org: Org, destination_id: str) -> OrgWarehouse:
+    warehouse = OrgWarehouse.objects.filter(org=org, airbyte_destination_id=destination_id).first()
+    if warehouse is None:
+        raise NotFound(f"destination {destination_id} not found")
+    return warehouse
+
+
+def destination_check_for_update(*, org: Org, destination_id: str, name: str | None, config: dict):
+    """Checks new settings of the org's destination before they are saved (masked secrets keep theirs)."""
+    warehouse = _org_destination(org, destination_id)
+    destination = get_airbyte().destination_get(destination_id=destination_id)
+    return connectors.destination_check_for_update(
+        org=org, destination=destination, name=(name or "").strip() or warehouse.name, config=config
+    )
+
+
+def warehouse_update(
+    *, org: Org, actor: OrgUser | None, destination_id: str, airbyte_config: dict, name: str | None = None
+) -> OrgWarehouse:
     """New credentials: the Airbyte destination, the credentials Secret and (once made) the dbt profile follow.
 
     None of these can be put back as it was: Airbyte returns secrets masked and the proxy never returns
     a Secret's value. So both systems are checked first, Airbyte (which validates the configuration)
     is written first, and if a Prefect write still fails the error says so: sending the same request
     again completes the change, since every write sets the full new value."""
-    warehouse = OrgWarehouse.objects.filter(org=org, airbyte_destination_id=destination_id).first()
-    if warehouse is None:
-        raise NotFound(f"destination {destination_id} not found")
+    warehouse = _org_destination(org, destination_id)
     bq_location = destination_config_check(wtype=warehouse.wtype, config=airbyte_config)
     name = (name or "").strip() or warehouse.name
     airbyte = get_airbyte()
     proxy = get_proxy()
-    airbyte.destination_get(destination_id=destination_id)
+    destination = airbyte.destination_get(destination_id=destination_id)
+    specification = connectors.destination_specification(org=org, definition_id=destination["destinationDefinitionId"])
+    connectors.config_check_against_spec(
+        specification=specification,
+        config=airbyte_config,
+        connector=destination.get("destinationName") or "destination",
+    )
     proxy.health()
     profile = profile_block_get(org=org)
     airbyte.destination_update(destination_id=destination_id, name=name, config=airbyte_config)
@@ -218,10 +272,18 @@ def warehouse_update(*, org: Org, destination_id: str, airbyte_config: dict, nam
         warehouse.name = name
         warehouse.bq_location = bq_location
         warehouse.save(update_fields=["name", "bq_location", "updated_at"])
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.WAREHOUSE_UPDATED,
+            object_type="warehouse",
+            object_id=destination_id,
+            details={"name": name},
+        )
     return warehouse
 
 
-def warehouse_delete(*, org: Org) -> None:
+def warehouse_delete(*, org: Org, actor: OrgUser | None) -> None:
     """Refused while connections or a dbt workspace use the warehouse. Deletes are retry-safe: what is
     already gone in Airbyte or Prefect is skipped, and the rows go last. (A dbt profile block can only be
     left here by an older version, which wrote it with the warehouse: it goes too.)"""
@@ -248,4 +310,12 @@ def warehouse_delete(*, org: Org) -> None:
         _destination_delete(warehouse.airbyte_destination_id)
     with transaction.atomic():
         OrgPrefectBlockv1.objects.filter(id__in=[block.id for block in blocks]).delete()
+        audit_record(
+            org=org,
+            orguser=actor,
+            action=AuditAction.WAREHOUSE_DELETED,
+            object_type="warehouse",
+            object_id=warehouse.airbyte_destination_id or "",
+            details={"wtype": warehouse.wtype, "name": warehouse.name},
+        )
         warehouse.delete()

@@ -529,8 +529,9 @@ def _message(error: jsonschema.ValidationError) -> str:
     where = _path(error.absolute_path)
     validator, expected = error.validator, error.validator_value
     if validator == "required":
-        missing = next((key for key in expected if key not in (error.instance or {})), "?")
-        return f"{_path([*error.absolute_path, missing])}: is missing but it is required"
+        present = error.instance if isinstance(error.instance, dict) else {}
+        missing = [key for key in expected if key not in present]
+        return ", ".join(f"{_path([*error.absolute_path, key])}: is missing but it is required" for key in missing)
     if validator == "type":
         found = _JSON_TYPES.get(type(error.instance), type(error.instance).__name__)
         wanted = expected if isinstance(expected, str) else "/".join(expected)
@@ -548,7 +549,7 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"{where}: should be valid to one and only one schema, but 0 are valid"
     if validator == "additionalProperties":
         return f"{where}: is not defined in the schema and the schema does not allow additional properties"
-    return f"{where}: {error.message}"
+    return f"{where}: does not meet the {validator} constraint"
 
 
 def spec_problems(spec: dict[str, Any], config: Any) -> list[str]:

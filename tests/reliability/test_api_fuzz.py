@@ -13,7 +13,9 @@ from __future__ import annotations
 import pytest
 import schemathesis
 
+from ddpui.models import Org, TaskProgress
 from ddpui.wsgi import application
+from devtools.airbyte_emulator import DUCKDB_DESTINATION_DEFINITION_ID, SAMPLE_SOURCE_DEFINITION_ID
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
 
 from .conftest import RecordingClient, unique_email
@@ -48,6 +50,13 @@ def seeded_org(idle_pool, tmp_path):
     pipeline_id = created.json()["deploymentId"]
     run = client.post(f"/api/prefect/v1/flows/{pipeline_id}/flow_run/", **setup["headers"])
     assert run.status_code == 200, run.content
+    task = TaskProgress.objects.create(
+        org=Org.objects.get(slug=setup["org_slug"]),
+        kind="dbt-workspace-setup",
+        resource="dbt-workspace",
+        status=TaskProgress.Status.COMPLETED,
+        steps=[{"stepnum": 1, "status": "completed", "message": "dbt workspace ready"}],
+    )
     real_ids = {
         "destination_id": [setup["destination_id"]],
         "source_id": [setup["source_id"]],
@@ -55,6 +64,8 @@ def seeded_org(idle_pool, tmp_path):
         "orgtask_uuid": [setup["sync_task_uuid"], *tasks.values()],
         "deployment_id": [pipeline_id, setup["deployment_id"]],
         "flow_run_id": [run.json()["flow_run_id"]],
+        "definition_id": [SAMPLE_SOURCE_DEFINITION_ID, DUCKDB_DESTINATION_DEFINITION_ID],
+        "task_id": [str(task.task_id)],
     }
     return setup, real_ids
 

@@ -22,7 +22,7 @@ from django.db import models
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from ddpui.api.core import api
-from ddpui.models import Org
+from ddpui.models import Org, TaskProgress
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
 
 from .conftest import RecordingClient, unique_email
@@ -38,8 +38,10 @@ ID_KINDS = {
     "orgtask_uuid": "orgtask",
     "deployment_id": "deployment",
     "flow_run_id": "flow_run",
+    "task_id": "task",
 }
-FIXED_PARAMETERS = {"status": "inactive"}
+# a connector definition is Airbyte's catalogue, shared by every org: any real one will do
+FIXED_PARAMETERS = {"status": "inactive", "definition_id": "5a3b1e00-d0d0-4e3a-9000-000000000001"}
 
 
 def _pipeline_body(a: dict) -> dict:
@@ -64,6 +66,37 @@ ROUTES: dict[tuple[str, str], Callable[[dict], dict | None]] = {
         "destinationDefId": "x",
     },
     ("GET", "/api/v1/organizations/warehouses"): lambda a: None,
+    ("POST", "/api/organizations/warehouse/"): lambda a: {
+        "wtype": "duckdb",
+        "airbyteConfig": {"destination_path": "/tmp/stolen.duckdb"},
+        "destinationDefId": "x",
+    },
+    ("GET", "/api/organizations/warehouses"): lambda a: None,
+    ("GET", "/api/airbyte/destination_definitions"): lambda a: None,
+    ("GET", "/api/airbyte/destination_definitions/{definition_id}/specifications"): lambda a: None,
+    ("GET", "/api/airbyte/source_definitions"): lambda a: None,
+    ("GET", "/api/airbyte/source_definitions/{definition_id}/specifications"): lambda a: None,
+    ("POST", "/api/airbyte/destinations/check_connection/"): lambda a: {
+        "name": "b",
+        "destinationDefId": "5a3b1e00-d0d0-4e3a-9000-000000000102",
+        "config": {"destination_path": "/tmp/b-check.duckdb"},
+    },
+    ("POST", "/api/airbyte/destinations/{destination_id}/check_connection_for_update/"): lambda a: {
+        "name": "stolen",
+        "config": {"destination_path": "/tmp/stolen.duckdb"},
+    },
+    ("POST", "/api/airbyte/sources/check_connection/"): lambda a: {
+        "name": "b",
+        "sourceDefId": a["source_definition_id"],
+        "config": {"count": 1},
+    },
+    ("GET", "/api/airbyte/sources"): lambda a: None,
+    ("PUT", "/api/airbyte/sources/{source_id}"): lambda a: {"name": "stolen", "config": {"count": 1}},
+    ("POST", "/api/airbyte/sources/{source_id}/check_connection_for_update/"): lambda a: {"config": {"count": 1}},
+    ("GET", "/api/airbyte/sources/{source_id}/schema_catalog"): lambda a: None,
+    ("GET", "/api/airbyte/v1/connections/{connection_id}/jobs"): lambda a: None,
+    ("PUT", "/api/dbt/github/"): lambda a: {"gitrepoUrl": a["git_repo_url"]},
+    ("GET", "/api/tasks/{task_id}"): lambda a: None,
     ("DELETE", "/api/v1/organizations/warehouses/"): lambda a: None,
     ("POST", "/api/airbyte/v1/workspace/"): lambda a: {"name": a["org_name"]},
     ("PUT", "/api/airbyte/v1/destinations/{destination_id}/"): lambda a: {
@@ -251,6 +284,14 @@ def org_a_and_b(idle_pool, tmp_path):
         warehouse_path_or_pg=tmp_path / "b.duckdb",
         git_repo_url=repo_url,
     )
+    # a background task of A (its dbt set-up's progress), made as the set-up service would record it
+    task = TaskProgress.objects.create(
+        org=Org.objects.get(slug=a["org_slug"]),
+        kind="dbt-workspace-setup",
+        resource="dbt-workspace",
+        status=TaskProgress.Status.COMPLETED,
+        steps=[{"stepnum": 1, "status": "completed", "message": "dbt workspace ready"}],
+    )
     ids = {
         "email": email_a,
         "org_slug": a["org_slug"],
@@ -264,6 +305,7 @@ def org_a_and_b(idle_pool, tmp_path):
         "orgtask": [a["sync_task_uuid"], *tasks.values(), custom.json()["uuid"]],
         "deployment": [pipeline_id, a["deployment_id"]],
         "flow_run": [run.json()["flow_run_id"], task_run.json()["flow_run_id"]],
+        "task": [str(task.task_id)],
     }
     return ids, b
 

@@ -65,7 +65,9 @@ def test_lists_show_only_the_callers_objects(api, two_orgs):
     assert api.get("/api/airbyte/sources/", headers=b.headers).json() == []
     assert api.get("/api/airbyte/v1/connections", headers=b.headers).json() == []
     assert api.get("/api/prefect/tasks/transform/", headers=b.headers).json() == []
-    assert api.get("/api/dbt/dbt_workspace", headers=b.headers).status_code == 404
+    assert api.get("/api/dbt/dbt_workspace", headers=b.headers).json() == {
+        "error": "no dbt workspace has been configured"
+    }
     b_warehouse = api.get("/api/v1/organizations/warehouses", headers=b.headers).json()["warehouses"]
     a_warehouse = api.get("/api/v1/organizations/warehouses", headers=a.headers).json()["warehouses"]
     assert [w["destinationId"] for w in b_warehouse] != [w["destinationId"] for w in a_warehouse]

@@ -1,0 +1,49 @@
+"""The one way services undo external steps (Airbyte objects, Prefect blocks and deployments, files) when a
+later step of the same operation fails.
+
+    with UndoStack("creating the warehouse of acme") as undo:
+        destination = airbyte.destination_create(...)
+        undo.push("Airbyte destination", lambda: delete_destination(destination["destinationId"]))
+        with transaction.atomic():
+            ...                                   # rows last: a failure rolls them back, then the stack unwinds
+
+Each external step registers its undo as soon as it has succeeded; on an exception the undos run newest
+first, a failing undo is logged (never with secrets) and the original error is what the caller sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class UndoStack:
+    def __init__(self, operation: str):
+        self.operation = operation
+        self._steps: list[tuple[str, Callable[[], object]]] = []
+
+    def push(self, description: str, undo: Callable[[], object]) -> None:
+        self._steps.append((description, undo))
+
+    # the older spelling, kept for the services that call it
+    add = push
+
+    def __enter__(self) -> UndoStack:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if exc_type is None:
+            return False
+        for description, undo in reversed(self._steps):
+            try:
+                undo()
+            except Exception as error:  # noqa: BLE001 - keep undoing the other steps
+                logger.error(
+                    "%s failed and undoing '%s' failed too (%s): clean it up by hand",
+                    self.operation,
+                    description,
+                    error.__class__.__name__,
+                )
+        return False
