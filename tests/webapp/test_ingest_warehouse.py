@@ -198,10 +198,7 @@ def test_w11_delete_answers_json_and_empties_the_tab(webapp, tmp_path, emulator)
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_w08_the_same_warehouse_created_twice_at_once_gives_one_success_and_one_409(live_services, tmp_path):
-    """Two requests race: one warehouse, one clean 409 (never Prefect's 409 as a 502), one destination.
-    PostgreSQL only: concurrent writers are exercised there (as tests/ddpui/pipelines/test_concurrent_triggers)."""
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrency is exercised on PostgreSQL; the CI run with DATABASE_URL covers it")
+    """Two requests race: one warehouse, one clean 409 (never Prefect's 409 as a 502), one destination."""
     webapp = signed_in_org()
     other = WebApp(webapp.token, webapp.org_slug)
     body = {
