@@ -509,12 +509,11 @@ def bootstrap(api: Api, *, account: tuple[str, str], warehouse: dict, git_url: s
     )
     _step(not connections, f"connection '{CONNECTION_NAME}' into schema {SOURCE_SCHEMA}")
 
-    workspace = api.call("GET", "/api/dbt/dbt_workspace", ok=(200, 404))
-    if workspace.status_code == 404:
-        dbt = api.post("/api/dbt/workspace/", {"gitrepoUrl": git_url, "defaultSchema": DBT_SCHEMA})
-    else:
-        dbt = workspace.json()
-    _step(workspace.status_code == 404, f"dbt workspace from {git_url} (schema {DBT_SCHEMA})")
+    workspace = api.get("/api/dbt/dbt_workspace")  # {"error": ...} while there is none (the web app's contract)
+    missing = "error" in workspace
+    body = {"gitrepoUrl": git_url, "defaultSchema": DBT_SCHEMA}
+    dbt = api.post("/api/dbt/workspace/", body) if missing else workspace
+    _step(missing, f"dbt workspace from {git_url} (schema {DBT_SCHEMA})")
 
     tasks = api.get("/api/prefect/tasks/transform/")
     if not all(any(t["slug"] == slug for t in tasks) for slug in TRANSFORM_SLUGS):

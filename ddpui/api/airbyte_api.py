@@ -387,7 +387,7 @@ def _refuse_normalization(normalize: bool) -> None:
 
 @router.post("/airbyte/v1/workspace/", response={200: WorkspaceOut, **ERRORS}, auth=org_auth("org:write"))
 def attach_workspace(request, payload: WorkspaceIn):
-    org = airbyte_setup.airbyte_workspace_attach(org=request.auth.org, name=payload.name)
+    org = airbyte_setup.airbyte_workspace_attach(org=request.auth.org, actor=request.auth.orguser, name=payload.name)
     return {"workspaceId": org.airbyte_workspace_id}
 
 

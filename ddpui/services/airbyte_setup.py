@@ -102,7 +102,7 @@ class SyncLogs:
 # ------------------------------------------------------------------------------------------ workspace
 
 
-def airbyte_workspace_attach(*, org: Org, name: str) -> Org:
+def airbyte_workspace_attach(*, org: Org, actor: OrgUser | None, name: str) -> Org:
     """A new Airbyte workspace for an org that has none (and its Airbyte server block if that is missing)."""
     name = " ".join((name or "").split())
     if not name:
@@ -125,6 +125,14 @@ def airbyte_workspace_attach(*, org: Org, name: str) -> Org:
                     block_id=block["block_id"],
                     block_name=block["block_name"],
                 )
+            audit_record(
+                org=org,
+                orguser=actor,
+                action=AuditAction.AIRBYTE_WORKSPACE_ATTACHED,
+                object_type="airbyte_workspace",
+                object_id=workspace_id,
+                details={"name": name},
+            )
     return org
 
 

@@ -26,6 +26,7 @@ class AuditAction(StrEnum):
     MIGRATION_PHASE_3 = "migration.3"
     MIGRATION_SWITCH_ENTRYPOINT = "migration.switch-entrypoint"
     MIGRATION_ROLLBACK_ENTRYPOINT = "migration.rollback-entrypoint"
+    AIRBYTE_WORKSPACE_ATTACHED = "airbyte_workspace.attached"
     WAREHOUSE_CREATED = "warehouse.created"
     WAREHOUSE_UPDATED = "warehouse.updated"
     WAREHOUSE_DELETED = "warehouse.deleted"

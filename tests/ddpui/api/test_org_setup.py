@@ -72,7 +72,8 @@ def test_new_user_sets_up_an_org_from_nothing(api, live, prefect, tmp_path):
     assert [(c["name"], c["connectionId"], c["status"], c["deploymentId"]) for c in connections] == [
         ("sample data", setup["connection_id"], "active", setup["deployment_id"])
     ]
-    assert connections[0]["source"] == {"sourceId": setup["source_id"], "name": "sample"}
+    source = connections[0]["source"]  # the list gained the web app's sourceName (and definition, icon)
+    assert (source["sourceId"], source["name"], source["sourceName"]) == (setup["source_id"], "sample", "Sample Data")
     assert connections[0]["lastRun"] is None and connections[0]["lock"] is None
     transform = api.get("/api/prefect/tasks/transform/", headers=headers).json()
     assert [t["slug"] for t in transform] == [
