@@ -72,13 +72,11 @@ def form_streams(catalog: dict, choices: dict[str, dict]) -> list[dict]:
     (not selected, full_refresh, append, cursor = default or ''), overridden by `choices` per stream."""
     streams = []
     for entry in catalog["streams"]:
-        stream = entry["stream"]
-        default_cursor = (stream.get("defaultCursorField") or [""])[0]
-        cursor = (
-            (entry["config"].get("cursorField") or [default_cursor])[0]
-            if entry["config"].get("cursorField")
-            else default_cursor
-        )
+        stream, config = entry["stream"], entry["config"]
+        # setupInitialStreamsState: the default cursor, then the catalog's own choice when it has one
+        cursor = (stream.get("defaultCursorField") or [""])[0]
+        if "cursorField" in config:
+            cursor = config["cursorField"][0] if config["cursorField"] else ""
         streams.append(
             {
                 "name": stream["name"],
