@@ -90,6 +90,20 @@ class ManagedProcess:
         self.process = None
 
 
+# Prefect's embedded SQLite answers 503 when a transaction cannot get the write lock at once (a read that
+# turns into a write while another writer holds the lock; its busy timeout only covers plain waits). The
+# long writers are the scheduler's inserts of future runs for cron deployments (up to 100 runs each per
+# pass by default): keep them short, so a busy moment stays a short wait that the clients' retries (the
+# proxy's, with backoff) absorb. PostgreSQL has no such limit and keeps Prefect's defaults.
+SQLITE_SERVER_SETTINGS = {
+    "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "10",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_DEPLOYMENT_BATCH_SIZE": "20",
+}
+# On either database: Prefect's statement timeout (10 s by default; on PostgreSQL a slower statement is
+# cancelled and answered 503) is raised so that a loaded machine makes a call slow rather than failed.
+SERVER_DATABASE_TIMEOUT_SECONDS = "30"
+
+
 def prefect_env(api_url: str, home: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -112,9 +126,14 @@ class PrefectServer(ManagedProcess):
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home = home
-        extra = {"PREFECT_SERVER_UI_ENABLED": "true" if ui else "false"}
+        extra = {
+            "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
+            "PREFECT_SERVER_DATABASE_TIMEOUT": SERVER_DATABASE_TIMEOUT_SECONDS,
+        }
         if database_url:
             extra["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+        else:
+            extra.update(SQLITE_SERVER_SETTINGS)
         env = prefect_env(self.api_url, home, **extra)
         super().__init__(
             [

@@ -2,10 +2,21 @@
 # The test command: installs what it needs, then runs the whole suite twice — on SQLite and on
 # PostgreSQL (installed from Debian's packages and started on 127.0.0.1 by scripts/postgres.sh).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/ddpui -x`.
+# `bash scripts/test.sh --fast [pytest args]`: the fast tier only — every test that needs no Prefect server
+# (chosen at collection from each test's fixtures, tests/conftest.py) and is not marked slow, on SQLite.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup_venv.sh
+
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  export DDPUI_DATA_DIR="$(mktemp -d /tmp/ddpui-test-data.XXXXXX)"
+  trap 'rm -rf "$DDPUI_DATA_DIR"' EXIT
+  echo "[test] === fast tier on SQLite (no Prefect server) ==="
+  env -u DATABASE_URL -u DDPUI_TEST_PG_DSN .venv/bin/python -m pytest -p no:cacheprovider --fast "$@"
+  exit 0
+fi
 
 # the browser tests (tests/e2e) drive Debian's Chromium; Playwright never downloads a browser here
 if [ ! -x /usr/bin/chromium ]; then
@@ -32,6 +43,6 @@ export DDPUI_DATA_DIR="$(mktemp -d /tmp/ddpui-test-data.XXXXXX)"
 echo "[test] === suite on SQLite ==="
 env -u DATABASE_URL .venv/bin/python -m pytest -p no:cacheprovider "$@"
 
-echo "[test] === suite on PostgreSQL ==="
+echo "[test] === suite on PostgreSQL (Django and the Prefect server) ==="
 DATABASE_URL="${dsn%/postgres}/ddpui" .venv/bin/python -m pytest -p no:cacheprovider "$@"
 echo "[test] both runs passed"

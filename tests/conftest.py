@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from devtools.processes import PrefectServer, PrefectWorker, free_port
+from tests.support.prefect_rest import prefect_request
 
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="ddpui-test-prefect-"))
 _PREFECT_PORT = free_port()
@@ -26,23 +27,96 @@ os.environ["DO_NOT_TRACK"] = "1"
 TEST_WORK_POOL = "ddpui-test"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="the fast tier: only tests that need no Prefect server (scripts/test.sh --fast)",
+    )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Tests make many users and log in often: a cheap hasher (Django's own advice for tests) instead of
+    PBKDF2's deliberately slow one, which costs about a second a password on this machine."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+# Fixtures that start Prefect (directly or through the proxy) and markers of tests that do it themselves.
+_PREFECT_FIXTURES = {"prefect_server", "demo"}
+_PREFECT_MARKERS = {"prefect", "worker", "e2e"}
+
+
+def needs_prefect(item) -> bool:
+    """Whether a collected test needs a Prefect server: its fixture closure includes one, or it is marked so."""
+    if _PREFECT_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return any(item.get_closest_marker(name) for name in _PREFECT_MARKERS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks every test that needs a Prefect server `needs_prefect`; with --fast, deselects them and the tests
+    marked `slow` (real dbt builds and the like)."""
+    fast, slow = [], []
+    for item in items:
+        prefect = needs_prefect(item)
+        if prefect:
+            item.add_marker(pytest.mark.needs_prefect)
+        (slow if prefect or item.get_closest_marker("slow") else fast).append(item)
+    if config.getoption("--fast"):
+        config.hook.pytest_deselected(items=slow)
+        items[:] = fast
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 
+def _prefect_database() -> tuple[str | None, str | None]:
+    """(connection URL, database name) for the session's Prefect server: a fresh PostgreSQL database when
+    Django itself runs on PostgreSQL (the production layout, the PostgreSQL pass of scripts/test.sh), else
+    None for Prefect's embedded SQLite. DDPUI_TEST_PREFECT_DB=sqlite keeps SQLite."""
+    from django.db import connection
+
+    dsn = os.environ.get("DDPUI_TEST_PG_DSN", "").strip()
+    if connection.vendor != "postgresql" or not dsn or os.environ.get("DDPUI_TEST_PREFECT_DB") == "sqlite":
+        return None, None
+    import psycopg
+
+    name = f"prefect_test_{os.getpid()}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}", name
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["DDPUI_TEST_PG_DSN"], autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
-    """A real `prefect server start` (SQLite) for the whole session; yields the API URL."""
-    import httpx
-
-    server = PrefectServer(_PREFECT_HOME, _PREFECT_PORT)
+    """A real `prefect server start` for the whole session (on PostgreSQL when Django is; SQLite otherwise);
+    yields the server."""
+    database_url, database_name = _prefect_database()
+    server = PrefectServer(_PREFECT_HOME, _PREFECT_PORT, database_url=database_url)
     server.start()
-    created = httpx.post(f"{server.api_url}/work_pools/", json={"name": TEST_WORK_POOL, "type": "process"}, timeout=30)
-    assert created.status_code in (201, 409), created.text
+    prefect_request(
+        "POST", f"{server.api_url}/work_pools/", json={"name": TEST_WORK_POOL, "type": "process"}, expect=(201, 409)
+    )
     try:
         yield server
     finally:
         server.stop()
+        if database_name:
+            _drop_database(database_name)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,10 @@ class ProxyError(UpstreamError):
     """The proxy (or Prefect behind it) refused the call."""
 
 
+class ProxyConflict(ProxyError):
+    """Prefect refused the call because of what exists already (409): e.g. a block of that name."""
+
+
 class ProxyNotFound(NotFound):
     """The proxy says the object does not exist in Prefect."""
 
@@ -81,6 +85,8 @@ class PrefectProxy:
             raise ProxyUnavailable(f"Prefect is unavailable: {_detail(response)}")
         if response.status_code == 401:
             raise ProxyError("the Prefect proxy refused our token: check PROXY_TOKEN on both sides")
+        if response.status_code == 409:
+            raise ProxyConflict(f"Prefect refused the call (409): {_detail(response)}")
         if response.status_code >= 400:
             raise ProxyError(f"Prefect refused the call ({response.status_code}): {_detail(response)}")
         if response.status_code == 204 or not response.content:

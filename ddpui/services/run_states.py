@@ -28,7 +28,7 @@ from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.locks import TaskLock
 from ddpui.models.org import Org, OrgUser
 from ddpui.models.tasks import OrgTask
-from ddpui.prefect_client import ProxyError, ProxyNotFound, get_proxy
+from ddpui.prefect_client import ProxyError, ProxyNotFound, ProxyUnavailable, get_proxy
 from ddpui.services import locks
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.notifications import RunEvent, run_events_announce
@@ -177,7 +177,10 @@ def locks_acquire_or_heal(
         holder_runs = sorted({lock.flow_run_id for lock in conflict.holders if lock.flow_run_id})
         if not holder_runs:
             raise
-        refreshed = runs_refresh(flow_run_ids=holder_runs)
+        try:
+            refreshed = runs_refresh(flow_run_ids=holder_runs)
+        except (ProxyError, ProxyUnavailable):  # Prefect cannot be asked: nothing is released on a guess
+            raise conflict from None
         if all(record is not None and not is_terminal(record.state_type) for record in refreshed.values()):
             raise
         logger.info("released locks of finished run(s) %s whose end was not notified", holder_runs)

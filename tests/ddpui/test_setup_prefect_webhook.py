@@ -4,11 +4,9 @@ shows the secret, and fires for a real flow run; the request Prefect sends is ac
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from io import StringIO
 
-import httpx
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -17,6 +15,7 @@ from ddpui.errors import DomainError
 from ddpui.models import PrefectFlowRun, TaskLock
 from ddpui.prefect_client import get_proxy
 from ddpui.webhooks import SECRET_HEADER
+from tests.support.prefect_rest import prefect_request
 from tests.support.webhook_capture import WebhookCapture
 
 from .pipelines.conftest import make_pipeline_org
@@ -34,12 +33,7 @@ def setup_webhook(*args: str) -> str:
 
 
 def automations_named(name: str) -> list[dict]:
-    response = httpx.post(
-        f"{os.environ['PREFECT_API_URL']}/automations/filter",
-        json={"automations": {"name": {"any_": [name]}}},
-        timeout=30,
-    )
-    response.raise_for_status()
+    response = prefect_request("POST", "automations/filter", json={"automations": {"name": {"any_": [name]}}})
     return [automation for automation in response.json() if automation["name"] == name]
 
 
@@ -135,17 +129,12 @@ def test_the_automation_fires_for_a_state_set_through_prefects_api(notifications
     org, orguser, _, tasks = make_pipeline_org(f"Idle Org {uuid.uuid4().hex[:6]}")
     settings.PREFECT_WORK_POOL = "ddpui-idle"
     pool = {"name": "ddpui-idle", "type": "process"}
-    httpx.post(f"{os.environ['PREFECT_API_URL']}/work_pools/", json=pool, timeout=30)
+    prefect_request("POST", "work_pools/", json=pool, expect=(201, 409))
     deployment_id = make_pipeline(orguser, tasks, "idle")
     with WebhookCapture() as capture:
         setup_webhook("--name", notifications, "--url", capture.url)
         run_id = trigger(orguser, deployment_id)
-        response = httpx.post(
-            f"{os.environ['PREFECT_API_URL']}/flow_runs/{run_id}/set_state",
-            json={"state": {"type": "COMPLETED"}, "force": True},
-            timeout=30,
-        )
-        assert response.status_code in (200, 201), response.text
+        prefect_request("POST", f"flow_runs/{run_id}/set_state", json={"state": {"type": "COMPLETED"}, "force": True})
         delivered = capture.wait_for(
             lambda request: request.json().get("message", "").endswith(f"{run_id} entered state Completed"),
             timeout=60,

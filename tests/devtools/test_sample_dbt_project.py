@@ -181,6 +181,7 @@ def check_dbt_cycle(project: DbtProject, query) -> None:
     assert failed_nodes(project.run_results()) == {SWITCHABLE_TEST}
 
 
+@pytest.mark.slow
 def test_sample_project_on_duckdb(tmp_path):
     warehouse = tmp_path / "warehouse" / "sample.duckdb"
     # default source schema: airbyte_raw (DDPUI_SOURCE_SCHEMA unset)
@@ -199,6 +200,7 @@ def test_sample_project_on_duckdb(tmp_path):
     check_dbt_cycle(project, query)
 
 
+@pytest.mark.slow
 def test_sample_project_on_postgres(tmp_path):
     import psycopg
     from psycopg.conninfo import conninfo_to_dict

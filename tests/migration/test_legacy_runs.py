@@ -26,7 +26,7 @@ def wait(run, timeout: float = 300) -> dict:
         if state["state_type"] in TERMINAL:
             return state
         assert time.monotonic() < deadline, f"run {run.id} still {state['state_name']} after {timeout}s"
-        time.sleep(1)
+        time.sleep(0.3)
 
 
 def customer_orders(path) -> list[tuple]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import uuid
 
-import httpx
 import pytest
 
 from tests.proxy.conftest import unique
+from tests.support.prefect_rest import prefect_request
 from tests.support.webhook_capture import WebhookCapture
 
 pytestmark = pytest.mark.prefect
@@ -24,20 +24,18 @@ def body(name: str, url: str = "http://127.0.0.1:9/webhooks/v1/notification/", s
 
 
 def automations_named(prefect_server, name: str) -> list[dict]:
-    response = httpx.post(
-        f"{prefect_server.api_url}/automations/filter", json={"automations": {"name": {"any_": [name]}}}, timeout=10
+    response = prefect_request(
+        "POST", f"{prefect_server.api_url}/automations/filter", json={"automations": {"name": {"any_": [name]}}}
     )
-    response.raise_for_status()
     return [automation for automation in response.json() if automation["name"] == name]
 
 
 def webhook_blocks_named(prefect_server, name: str) -> list[dict]:
-    response = httpx.post(
+    response = prefect_request(
+        "POST",
         f"{prefect_server.api_url}/block_documents/filter",
         json={"block_documents": {"name": {"any_": [name]}}, "block_types": {"slug": {"any_": ["custom-webhook"]}}},
-        timeout=10,
     )
-    response.raise_for_status()
     return response.json()
 
 
@@ -96,7 +94,7 @@ def test_a_duplicate_automation_of_the_same_name_is_removed(api, prefect_server)
     original = automations_named(prefect_server, name)[0]
     copy = {key: original[key] for key in ("name", "description", "enabled", "trigger", "actions")}
     copy["trigger"] = {key: value for key, value in copy["trigger"].items() if key != "id"}
-    httpx.post(f"{prefect_server.api_url}/automations/", json=copy, timeout=10).raise_for_status()
+    prefect_request("POST", f"{prefect_server.api_url}/automations/", json=copy)
     assert len(automations_named(prefect_server, name)) == 2
 
     fixed = api.put(PATH, json=body(name)).json()

@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from airbyte_prefect.server import AirbyteServer
 from prefect.blocks.system import Secret
 
 from tests.proxy.conftest import unique
+from tests.support.prefect_rest import prefect_request
 
 pytestmark = pytest.mark.prefect
 
@@ -25,23 +25,20 @@ PASSWORD = "pw-5f1c0e7a9d"  # distinctive, so a leak is easy to spot
 
 def raw_block_document(prefect_server, block_id: str) -> dict:
     """What anyone with access to Prefect's API sees (no include_secrets)."""
-    response = httpx.get(f"{prefect_server.api_url}/block_documents/{block_id}", timeout=10)
-    response.raise_for_status()
-    return response.json()
+    return prefect_request("GET", f"{prefect_server.api_url}/block_documents/{block_id}").json()
 
 
 def block_schema_count(prefect_server, slug: str) -> int:
-    response = httpx.post(
+    response = prefect_request(
+        "POST",
         f"{prefect_server.api_url}/block_schemas/filter",
         json={"block_schemas": {"block_type_id": {"any_": [block_type_id(prefect_server, slug)]}}},
-        timeout=10,
     )
-    response.raise_for_status()
     return len(response.json())
 
 
 def block_type_id(prefect_server, slug: str) -> str:
-    return httpx.get(f"{prefect_server.api_url}/block_types/slug/{slug}", timeout=10).json()["id"]
+    return prefect_request("GET", f"{prefect_server.api_url}/block_types/slug/{slug}").json()["id"]
 
 
 # ---------------------------------------------------------------- Airbyte server

@@ -22,13 +22,9 @@ from ddpui.models import PrefectFlowRun, TaskLock
 from ddpui.prefect_client import get_proxy
 from ddpui.services.run_states import LIVE_STATES, TERMINAL_STATES
 from devtools.airbyte_emulator import EmulatorServer
+from tests.support.prefect_rest import prefect_request
 
 IDLE_POOL = "ddpui-reliability-idle"  # no worker ever polls it: runs stay queued where a test puts them
-
-
-def pytest_configure(config):
-    # informational only: slow tests still run in the normal `pytest` invocation (nothing deselects them)
-    config.addinivalue_line("markers", "slow: takes tens of seconds (real runs, restarts, fuzzing)")
 
 
 def require_postgres_django(pg_dsn: str) -> str:
@@ -47,10 +43,7 @@ def postgres_only(pg_dsn):
 @pytest.fixture
 def idle_pool(settings, live_services) -> str:
     """New deployments go to a work pool no worker polls: runs are created but never executed."""
-    response = httpx.post(
-        f"{os.environ['PREFECT_API_URL']}/work_pools/", json={"name": IDLE_POOL, "type": "process"}, timeout=30
-    )
-    assert response.status_code in (201, 409), response.text
+    prefect_request("POST", "work_pools/", json={"name": IDLE_POOL, "type": "process"}, expect=(201, 409))
     settings.PREFECT_WORK_POOL = IDLE_POOL
     return IDLE_POOL
 
@@ -127,9 +120,7 @@ def airbyte_with_password(settings, live_services):
 
 def prefect_state(flow_run_id: str) -> dict:
     """The run as Prefect's own REST API reports it (not through the proxy)."""
-    response = httpx.get(f"{os.environ['PREFECT_API_URL']}/flow_runs/{flow_run_id}", timeout=30)
-    response.raise_for_status()
-    return response.json()
+    return prefect_request("GET", f"flow_runs/{flow_run_id}").json()
 
 
 def wait_for_run(flow_run_id: str, states: set[str], *, timeout: float = 60, api_url: str | None = None) -> dict:

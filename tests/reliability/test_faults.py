@@ -38,6 +38,7 @@ from devtools.processes import (
     wait_http_ok,
 )
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
+from tests.support.prefect_rest import prefect_request
 
 from .conftest import require_postgres_django, unique_email, wait_for_run
 
@@ -52,7 +53,8 @@ PROXY_TOKEN = f"faults-proxy-{uuid.uuid4().hex[:8]}"
 WEBHOOK_SECRET = f"faults-webhook-{uuid.uuid4().hex[:8]}"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 LIVE = {"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"}
-SCENARIO_SECONDS = 60
+# a bound against hangs, not a speed figure (a loaded 2-core machine took 70-85 s for some scenarios)
+SCENARIO_SECONDS = 180
 
 
 class FaultStack:
@@ -77,7 +79,9 @@ class FaultStack:
 
     def start(self) -> None:
         self.server.start()
-        httpx.post(f"{self.api_url}/work_pools/", json={"name": FAULT_POOL, "type": "process"}, timeout=30)
+        prefect_request(
+            "POST", f"{self.api_url}/work_pools/", json={"name": FAULT_POOL, "type": "process"}, expect=(201, 409)
+        )
         self.start_proxy()
 
     def start_proxy(self) -> None:
@@ -192,7 +196,7 @@ class Faults:
         return wait_for_run(flow_run_id, states, timeout=timeout, api_url=self.stack.api_url)
 
     def prefect_state(self, flow_run_id: str) -> str | None:
-        response = httpx.get(f"{self.stack.api_url}/flow_runs/{flow_run_id}", timeout=10)
+        response = prefect_request("GET", f"{self.stack.api_url}/flow_runs/{flow_run_id}", expect=(200, 404))
         return None if response.status_code == 404 else response.json()["state"]["type"]
 
     def reconcile(self) -> str:
@@ -312,10 +316,8 @@ def test_proxy_down_when_a_run_is_triggered(faults):
     assert "unreachable" in response.json()["detail"]
     assert not TaskLock.objects.exists(), "a failed trigger left its locks"
     assert PrefectFlowRun.objects.count() == records_before
-    deployment_runs = httpx.post(
-        f"{faults.stack.api_url}/flow_runs/filter",
-        json={"flow_runs": {"deployment_id": {"any_": [other]}}},
-        timeout=10,
+    deployment_runs = prefect_request(
+        "POST", f"{faults.stack.api_url}/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [other]}}}
     ).json()
     assert deployment_runs == []
 
@@ -355,7 +357,7 @@ def test_pipeline_deleted_while_queued(faults):
 
     # the deployment goes away behind our back (an operator in Prefect's UI, or a delete racing a trigger):
     # Prefect deletes its queued runs with it
-    assert httpx.delete(f"{faults.stack.api_url}/deployments/{faults.pipeline_id}", timeout=10).status_code == 204
+    prefect_request("DELETE", f"{faults.stack.api_url}/deployments/{faults.pipeline_id}", expect=(204,))
     assert faults.prefect_state(queued) is None
     out = faults.reconcile()
     assert f"run {queued} is unknown to Prefect" in out

@@ -78,7 +78,11 @@ def fuzzed_proxy(prefect_server):
     assert created.status_code in (201, 409), created.text
     before = {kind: _ids(prefect, kind) for kind in ("deployments", "automations", "block_documents")}
 
-    settings = ProxySettings.from_env({**os.environ, "PROXY_TOKEN": TOKEN, "PROXY_WORK_POOL": FUZZ_POOL})
+    # four Prefect retries (backing off 2, 4, 8, 16 s): a busy moment of the session's Prefect server is a
+    # wait, and the proxy still answers within the fuzzer's 120 s request timeout
+    settings = ProxySettings.from_env(
+        {**os.environ, "PROXY_TOKEN": TOKEN, "PROXY_WORK_POOL": FUZZ_POOL, "PROXY_PREFECT_RETRIES": "4"}
+    )
     served = _Served(settings)
     served.start()
     api = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)

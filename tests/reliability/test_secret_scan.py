@@ -35,6 +35,7 @@ from devtools.processes import free_port
 from tests.conftest import PROXY_TEST_TOKEN
 from tests.support.git_http import serve_git_with_token
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
+from tests.support.prefect_rest import prefect_request
 
 from .conftest import RecordingClient, unique_email, wait_for_run
 
@@ -176,7 +177,7 @@ def test_no_secret_survives_a_full_pipeline_run(
     }
     dump = StringIO()
     call_command("dumpdata", stdout=dump)
-    automations = httpx.post(f"{os.environ['PREFECT_API_URL']}/automations/filter", json={}, timeout=30)
+    automations = prefect_request("POST", "automations/filter", json={})
     get_proxy().flow_run_notifications(notifications).delete()
     prefect_home = Path(os.environ["PREFECT_HOME"])
     places: list[tuple[str, str]] = [("dumpdata", dump.getvalue())]

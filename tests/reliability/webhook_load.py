@@ -15,7 +15,6 @@ no worker polls (the runs must stay where the scenario puts them).
 
 from __future__ import annotations
 
-import os
 import queue
 import random
 import threading
@@ -23,13 +22,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx
 from django.db import connections
 from django.test import Client
 
 from ddpui.models import AuditEvent, PrefectFlowRun, TaskLock
 from ddpui.prefect_client import get_proxy
 from ddpui.services.pipelines import TaskRef, pipeline_create, pipeline_run
+from tests.support.prefect_rest import prefect_set_state
 
 TRIGGERED_FINAL_STATES = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED", "RUNNING"]
 SCHEDULED_FINAL_STATES = [("COMPLETED", "RUNNING", "FAILED"), ("CANCELLED", "COMPLETED", "CRASHED")]
@@ -112,12 +111,7 @@ class Scenario:
 
 
 def _set_state(flow_run_id: str, state_type: str) -> None:
-    response = httpx.post(
-        f"{os.environ['PREFECT_API_URL']}/flow_runs/{flow_run_id}/set_state",
-        json={"state": {"type": state_type, "name": state_type.title()}, "force": True},
-        timeout=30,
-    )
-    assert response.status_code in (200, 201), response.text
+    prefect_set_state(flow_run_id, state_type)
 
 
 def build_scenario(*, org, orguser, make_orgtask, webhook_secret: str, seed: int = 20261124) -> Scenario:

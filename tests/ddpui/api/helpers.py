@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import httpx
 from django.test import Client
 
 from ddpui.models import Org
 from devtools.airbyte_emulator import SAMPLE_SOURCE_DEFINITION_ID
 from tests.support.orgsetup import warehouse_request
+from tests.support.prefect_rest import prefect_request
 
 
 def unique(prefix: str) -> str:
@@ -46,28 +46,24 @@ class Prefect:
     """Prefect's REST API read directly, to see what the proxy left behind."""
 
     def __init__(self, api_url: str):
-        self.http = httpx.Client(base_url=api_url, timeout=30)
+        self.api_url = api_url
 
     def block_names(self, prefix: str) -> set[str]:
         body = {"block_documents": {"name": {"like_": prefix}}, "limit": 200}
-        response = self.http.post("/block_documents/filter", json=body)
-        response.raise_for_status()
+        response = prefect_request("POST", "block_documents/filter", json=body, api_url=self.api_url)
         return {doc["name"] for doc in response.json() if doc["name"].startswith(prefix)}
 
     def deployments(self, org_slug: str) -> list[dict]:
-        response = self.http.post("/deployments/filter", json={"deployments": {"tags": {"all_": [org_slug]}}})
-        response.raise_for_status()
-        return response.json()
+        body = {"deployments": {"tags": {"all_": [org_slug]}}}
+        return prefect_request("POST", "deployments/filter", json=body, api_url=self.api_url).json()
 
     def deployment(self, deployment_id: str) -> dict | None:
-        response = self.http.get(f"/deployments/{deployment_id}")
-        return None if response.status_code == 404 else response.raise_for_status().json()
+        response = prefect_request("GET", f"deployments/{deployment_id}", expect=(200, 404), api_url=self.api_url)
+        return None if response.status_code == 404 else response.json()
 
     def secret_value(self, block_name: str) -> str:
-        response = self.http.get(
-            f"/block_types/slug/secret/block_documents/name/{block_name}", params={"include_secrets": "true"}
-        )
-        response.raise_for_status()
+        path = f"block_types/slug/secret/block_documents/name/{block_name}"
+        response = prefect_request("GET", path, params={"include_secrets": "true"}, api_url=self.api_url)
         return response.json()["data"]["value"]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from ddpui.models import OrgDbt, OrgPrefectBlockv1, OrgTask, Task
 from tests.factories import make_org, make_orgtask, make_orguser
+from tests.support.prefect_rest import prefect_request
 
 
 def make_pipeline_org(name: str = "Pipelines Org", role: str = "pipeline-manager", connections: int = 2):
@@ -39,12 +40,9 @@ IDLE_POOL = "ddpui-idle"  # no worker polls it: runs stay scheduled, whatever ot
 
 @pytest.fixture(autouse=True)
 def idle_work_pool(settings, live_services, prefect_server):
-    import httpx
-
-    response = httpx.post(
-        f"{prefect_server.api_url}/work_pools/", json={"name": IDLE_POOL, "type": "process"}, timeout=30
+    prefect_request(
+        "POST", f"{prefect_server.api_url}/work_pools/", json={"name": IDLE_POOL, "type": "process"}, expect=(201, 409)
     )
-    assert response.status_code in (201, 409), response.text
     settings.PREFECT_WORK_POOL = IDLE_POOL
 
 

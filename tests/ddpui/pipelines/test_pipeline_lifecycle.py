@@ -56,7 +56,7 @@ def test_create_run_complete_and_history(live_services, tmp_path):
         if run["stateType"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
             break
         assert time.monotonic() < deadline, f"run still {run['stateType']}"
-        time.sleep(1)
+        time.sleep(0.3)
     assert run["stateType"] == "COMPLETED", run["stateMessage"]
     assert not TaskLock.objects.exists()  # reading the terminal state released the locks
 

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from ddpui.models import AuditEvent, DataflowOrgTask, OrgDataFlowv1, PrefectFlowRun, TaskLock
 from ddpui.prefect_client import get_proxy
 from tests.factories import auth_headers, make_dataflow, make_orguser
+from tests.support.prefect_rest import prefect_request
 
 from .conftest import make_pipeline_org
 
@@ -23,9 +24,7 @@ def create(client, orguser, **body):
 
 
 def prefect_deployment(deployment_id: str) -> httpx.Response:
-    import os
-
-    return httpx.get(f"{os.environ['PREFECT_API_URL']}/deployments/{deployment_id}")
+    return prefect_request("GET", f"deployments/{deployment_id}", expect=(200, 404))
 
 
 def test_create_orders_tasks_and_stores_the_deployment(live_services, pipeline_org):
@@ -282,10 +281,9 @@ def test_pipeline_list_shows_paused_and_missing_deployments(live_services, pipel
         assert response.status_code == 200, response.content
         ids[name] = response.json()["deploymentId"]
     assert client.post(f"/api/prefect/v1/flows/{ids['paused']}/set_schedule/inactive", **headers).status_code == 200
-    import os
 
     # deleted in Prefect behind Django's back (an operator in the Prefect UI)
-    assert httpx.delete(f"{os.environ['PREFECT_API_URL']}/deployments/{ids['gone']}").status_code == 204
+    prefect_request("DELETE", f"deployments/{ids['gone']}", expect=(204,))
     listed = client.get("/api/prefect/v1/flows/", **headers).json()
     assert [(p["name"], p["isScheduleActive"], p["missingInPrefect"]) for p in listed] == [
         ("active", True, False),
