@@ -7,6 +7,7 @@ costs about a millisecond per call.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from prefect.client.orchestration import PrefectClient
 
 from proxy import schemas
 from proxy.deployments import AdhocDeployments
+from proxy.errors import InvalidRequest
 from proxy.settings import ProxySettings
 
 PREFIX = "/proxy"
@@ -70,8 +72,41 @@ Settings = Annotated[ProxySettings, Depends(proxy_settings)]
 Adhoc = Annotated[AdhocDeployments, Depends(adhoc_deployments)]
 
 
+def _unstorable(value) -> str | None:
+    """Why Prefect could not store this text (a NUL, or half of a UTF-16 surrogate pair), or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "NUL characters (\\u0000)"
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            return "unpaired surrogate characters (\\ud800-\\udfff)"
+        return None
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    return next((reason for item in items if (reason := _unstorable(item))), None)
+
+
+async def refuse_unstorable_text(request: Request) -> None:
+    """Text that Prefect's database cannot store (PostgreSQL refuses NUL and invalid UTF-8, and Prefect answers
+    such a failure as a retryable 503) is refused with a 422 before Prefect is called."""
+    where = [("path", dict(request.path_params)), ("query", dict(request.query_params))]
+    if request.headers.get("content-type", "").startswith("application/json"):
+        with contextlib.suppress(ValueError):  # not JSON: the route's own parsing answers 400
+            where.append(("body", await request.json()))
+    for place, value in where:
+        if reason := _unstorable(value):
+            raise InvalidRequest(f"invalid request: the {place} may not contain {reason}")
+
+
 def resource_router(*, tags: list[str], prefix: str = "") -> APIRouter:
-    """The router of one resource: under /proxy, behind the token, documenting the error answers."""
+    """The router of one resource: under /proxy, behind the token, documenting the error answers; text
+    Prefect cannot store is refused first."""
     return APIRouter(
-        prefix=PREFIX + prefix, tags=tags, dependencies=[Depends(require_token)], responses=ERROR_RESPONSES
+        prefix=PREFIX + prefix,
+        tags=tags,
+        dependencies=[Depends(require_token), Depends(refuse_unstorable_text)],
+        responses=ERROR_RESPONSES,
     )

@@ -1,5 +1,6 @@
-"""Table-driven tests of pure logic (no database, no Prefect): notification parsing, dbt command parsing,
-what a run's state raises. State ranking and the task config have theirs in tests/ddpcontract/."""
+"""Table-driven tests of pure logic (no database, no Prefect): notification parsing, what a run's state
+raises, the order of states. The task config and state names have theirs in tests/ddpcontract/, dbt command
+parsing in tests/migration/test_dbt_commands_and_steps.py (all in the fast tier)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,11 @@ import pytest
 
 from ddpui.errors import InvalidInput
 from ddpui.models.flow_runs import PrefectFlowRun
-from ddpui.services.block_migration import MigrationProblem, parse_dbt_command
 from ddpui.services.notifications import RunEvent
 from ddpui.services.run_states import run_events_for, state_rank
 from ddpui.services.webhooks import webhook_parse
 
 RUN = "0b7f3c1e-5d2a-4c89-9f3e-2a1b4c5d6e7f"
-
-# the master task list's dbt commands (ddpui/fixtures/tasks.json), as the migration reads them
-SUBCOMMANDS = {
-    ("clean",): "dbt-clean",
-    ("deps",): "dbt-deps",
-    ("run",): "dbt-run",
-    ("test",): "dbt-test",
-    ("docs", "generate"): "dbt-docs-generate",
-    ("seed",): "dbt-seed",
-}
 
 
 @pytest.mark.parametrize(
@@ -61,58 +51,6 @@ def test_webhook_parse_finds_the_flow_run_id(body, expected):
 def test_webhook_parse_refuses_a_body_without_a_run_id(body):
     with pytest.raises(InvalidInput):
         webhook_parse(body.encode("utf-8", errors="surrogateescape") if isinstance(body, str) else body)
-
-
-@pytest.mark.parametrize(
-    ("command", "slug", "canonical", "flags", "options"),
-    [
-        ("dbt run", "dbt-run", "dbt run", [], {}),
-        ("dbt run --full-refresh", "dbt-run", "dbt run --full-refresh", ["full-refresh"], {}),
-        ("dbt run -s tag:daily", "dbt-run", "dbt run --select tag:daily", [], {"select": "tag:daily"}),
-        ("dbt run --select a b", "dbt-run", "dbt run --select a --select b", [], {"select": ["a", "b"]}),
-        ("dbt run --select=a", "dbt-run", "dbt run --select a", [], {"select": "a"}),
-        (
-            "dbt test -x --target prod",
-            "dbt-test",
-            "dbt test --fail-fast --target prod",
-            ["fail-fast"],
-            {"target": "prod"},
-        ),
-        ("dbt docs generate", "dbt-docs-generate", "dbt docs generate", [], {}),
-        (
-            "dbt seed --full-refresh -t dev",
-            "dbt-seed",
-            "dbt seed --full-refresh --target dev",
-            ["full-refresh"],
-            {"target": "dev"},
-        ),
-        ("dbt run --vars '{\"a\": 1}'", "dbt-run", 'dbt run --vars {"a": 1}', [], {"vars": '{"a": 1}'}),
-        ("dbt deps --b --a", "dbt-deps", "dbt deps --a --b", ["a", "b"], {}),  # flags sorted
-    ],
-)
-def test_parse_dbt_command(command, slug, canonical, flags, options):
-    parsed = parse_dbt_command(command, SUBCOMMANDS)
-    assert parsed.task_slug == slug
-    assert parsed.canonical == canonical
-    assert parsed.parameters() == (flags, options)
-    assert parsed.is_plain == (not flags and not options)
-
-
-@pytest.mark.parametrize(
-    ("command", "message"),
-    [
-        ("", "is not a dbt command"),
-        ("git pull", "is not a dbt command"),
-        ("dbt", "no task in the master task list runs it"),
-        ("dbt compile", "no task in the master task list runs it"),
-        ("dbt run extra", "unexpected argument"),
-        ("dbt run -s", "needs a value"),
-        ("dbt run --select 'unclosed", "cannot parse"),
-    ],
-)
-def test_parse_dbt_command_refuses_what_no_task_runs(command, message):
-    with pytest.raises(MigrationProblem, match=message):
-        parse_dbt_command(command, SUBCOMMANDS)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -216,3 +217,21 @@ def test_write_routes_all_take_a_body(api):
         for method, operation in item.items():
             if method in {"post", "put", "patch"} and (method, path) not in no_body:
                 assert "requestBody" in operation, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/proxy/blocks/secret/", {"blockName": "a\u0000b", "secret": "x"}),
+        ("POST", "/proxy/blocks/secret/", '{"blockName": "ok", "secret": "x\\ud83d"}'),  # sent as JSON escapes
+        ("GET", "/proxy/blocks/secret/a%00b", None),
+    ],
+)
+def test_text_prefect_cannot_store_is_a_422_before_prefect_is_called(method, path, body):
+    app = create_app(ProxySettings(prefect_api_url="http://127.0.0.1:9/api", token="t"))
+    with TestClient(app) as client:
+        headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+        content = body if isinstance(body, str) else None if body is None else json.dumps(body)
+        response = client.request(method, path, content=content, headers=headers)
+    assert response.status_code == 422, response.text
+    assert "may not contain" in response.json()["detail"]
