@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from ninja import Field, Router, Schema
 
+from ddpcontract.warehouses import WarehouseType
 from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.auth import UserAuth, org_auth
 from ddpui.services import orgs, warehouse
@@ -25,7 +26,7 @@ class OrgOut(Schema):
 
 
 class WarehouseIn(Schema):
-    wtype: Literal["postgres", "duckdb", "bigquery"]
+    wtype: WarehouseType
     name: str = ""
     destinationDefId: str | None = None
     airbyteConfig: dict[str, Any]

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
+from ddpcontract.warehouses import WAREHOUSES
+
 
 class Org(models.Model):
     name = models.CharField(max_length=100)
@@ -41,10 +43,10 @@ class OrgUser(models.Model):
         return f"{self.user.email} @ {self.org.slug} ({self.role})"
 
 
-class WarehouseType(models.TextChoices):
-    POSTGRES = "postgres", "PostgreSQL"
-    BIGQUERY = "bigquery", "BigQuery"
-    DUCKDB = "duckdb", "DuckDB"
+WarehouseType = models.TextChoices(
+    "WarehouseType", [(wtype.name, (wtype.value, warehouse.label)) for wtype, warehouse in WAREHOUSES.items()]
+)
+WarehouseType.__doc__ = "The warehouse types of the registry (ddpcontract.warehouses) as model choices."
 
 
 class OrgWarehouse(models.Model):

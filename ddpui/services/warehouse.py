@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
+from ddpcontract.warehouses import UnknownWarehouseType, WarehouseConfigError, warehouse_for
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, DomainError, InvalidInput, NotFound
 from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse, WarehouseType
@@ -25,12 +26,6 @@ from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.orgs import block_name_for, prefect_block_delete
 from ddpui.services.undo import UndoStack
 
-# what Airbyte calls each warehouse type's destination definition
-DESTINATION_DEFINITION_NAMES = {
-    WarehouseType.POSTGRES: "postgres",
-    WarehouseType.DUCKDB: "duckdb",
-    WarehouseType.BIGQUERY: "bigquery",
-}
 MASK = "**********"
 _SECRET_KEY = re.compile(r"password|secret|token|credentials_json|keyfile|private_key", re.IGNORECASE)
 
@@ -55,46 +50,29 @@ def _holds_mask(value) -> bool:
     return value == MASK
 
 
-def _require(config: dict, wtype: str, *keys: str) -> None:
-    missing = [key for key in keys if config.get(key) in (None, "")]
-    if missing:
-        raise InvalidInput(f"airbyteConfig for a {wtype} warehouse needs {', '.join(missing)}")
-
-
 def destination_config_check(*, wtype: str, config: dict) -> str | None:
     """Refuses a destination configuration that lacks what the warehouse needs (before anything is written).
-    Returns the BigQuery location, if any. The proxy derives the dbt profile credentials from the same keys."""
+    Returns its location, if the type has one (BigQuery). The registry (`ddpcontract.warehouses`) says what each
+    type needs; the proxy derives the dbt profile credentials from the same configuration with it."""
     if _holds_mask(config):
         raise InvalidInput(
             "the configuration holds a masked value (**********): send the real credentials, including the password"
         )
-    if wtype == WarehouseType.POSTGRES:
-        _require(config, wtype, "host", "port", "database", "username", "password")
-        try:
-            int(config["port"])
-        except (TypeError, ValueError):
-            raise InvalidInput("airbyteConfig.port must be a number") from None
-        return None
-    if wtype == WarehouseType.DUCKDB:
-        _require(config, wtype, "destination_path")
-        return None
-    if wtype == WarehouseType.BIGQUERY:
-        _require(config, wtype, "project_id", "dataset_id", "credentials_json")
-        keyfile = config["credentials_json"]
-        if isinstance(keyfile, str):
-            try:
-                keyfile = json.loads(keyfile)
-            except ValueError:
-                raise InvalidInput("airbyteConfig.credentials_json must be the service-account JSON") from None
-        if not isinstance(keyfile, dict):
-            raise InvalidInput("airbyteConfig.credentials_json must be the service-account JSON")
-        return config.get("dataset_location")
-    raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}")
+    try:
+        kind = warehouse_for(wtype)
+        kind.check_destination(config)
+    except UnknownWarehouseType:
+        raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}") from None
+    except WarehouseConfigError as error:
+        if error.missing:
+            raise InvalidInput(f"airbyteConfig for a {wtype} warehouse needs {', '.join(error.missing)}") from None
+        raise InvalidInput(f"airbyteConfig.{error.field} {error.problem}") from None
+    return kind.location(config)
 
 
 def _destination_definition_id(*, org: Org, wtype: str, definition_id: str | None) -> str:
     definitions = connectors.destination_definitions_list(org=org)
-    wanted = DESTINATION_DEFINITION_NAMES[wtype]
+    wanted = warehouse_for(wtype).destination
     if definition_id:
         found = next((d for d in definitions if d["destinationDefinitionId"] == definition_id), None)
         if found is None:
@@ -157,7 +135,7 @@ def warehouse_create(
     definition_id = _destination_definition_id(org=org, wtype=wtype, definition_id=destination_definition_id)
     specification = connectors.destination_specification(org=org, definition_id=definition_id)
     connectors.config_check_against_spec(
-        specification=specification, config=airbyte_config, connector=DESTINATION_DEFINITION_NAMES[wtype]
+        specification=specification, config=airbyte_config, connector=warehouse_for(wtype).destination
     )
     airbyte = get_airbyte()
     try:
