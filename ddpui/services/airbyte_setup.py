@@ -184,8 +184,7 @@ def source_create(*, org: Org, actor: OrgUser | None, name: str, source_definiti
     """A source in the org's workspace, its configuration first checked against the connector's spec."""
     workspace_id = require_workspace(org)
     name = _clean_name(name, "source")
-    specification = connectors.source_specification(org=org, definition_id=source_definition_id)
-    connectors.config_check_against_spec(specification=specification, config=config, connector="source")
+    connectors.source_config_check(org=org, definition_id=source_definition_id, config=config)
     airbyte = get_airbyte()
     with UndoStack(f"creating the source '{name}' of {org.slug}") as undo:
         source = airbyte.source_create(

@@ -91,11 +91,16 @@ def _definition_name(definitions: list[dict], key: str, definition_id: str, kind
     return found["name"]
 
 
-def source_check(*, org: Org, definition_id: str, config: dict) -> CheckResult:
-    """Checks a new source's configuration: its specification, then Airbyte's connection check."""
+def source_config_check(*, org: Org, definition_id: str, config: dict) -> None:
+    """A new source's configuration against its connector's specification (404 unknown definition)."""
     specification = source_specification(org=org, definition_id=definition_id)
     name = _definition_name(source_definitions_list(org=org), "sourceDefinitionId", definition_id, "source")
     config_check_against_spec(specification=specification, config=config, connector=name)
+
+
+def source_check(*, org: Org, definition_id: str, config: dict) -> CheckResult:
+    """Checks a new source's configuration: its specification, then Airbyte's connection check."""
+    source_config_check(org=org, definition_id=definition_id, config=config)
     airbyte = get_airbyte()
     return _outcome(
         airbyte.source_check(workspace_id=org.airbyte_workspace_id, definition_id=definition_id, config=config)
