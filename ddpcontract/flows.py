@@ -41,3 +41,4 @@ class TaskStatus(StrEnum):
     FAILED = "failed"
     DBT_TEST_FAILED = "dbt_test_failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"  # running when the run was cancelled

@@ -126,6 +126,11 @@ TaskConfig = Annotated[AirbyteTaskConfig | ShellTaskConfig | DbtTaskConfig, Fiel
 _task_config = TypeAdapter(TaskConfig)
 
 
+# Airbyte syncs of one pipeline run at once unless the pipeline says otherwise (1 runs every task in turn)
+DEFAULT_MAX_PARALLEL_SYNCS = 4
+MAX_PARALLEL_SYNCS_LIMIT = 16
+
+
 class PipelineConfig(BaseModel):
     """The `config` parameter of the pipeline flow."""
 
@@ -133,6 +138,12 @@ class PipelineConfig(BaseModel):
 
     org_slug: str | None = None
     tasks: list[TaskConfig] = Field(min_length=1)
+    max_parallel_syncs: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PARALLEL_SYNCS_LIMIT,
+        description=f"Airbyte syncs run at once (default {DEFAULT_MAX_PARALLEL_SYNCS}); 1 runs the tasks one by one",
+    )
 
     def parameters(self) -> dict[str, Any]:
         """The deployment parameters carrying this config, as JSON (only the fields that were set)."""
@@ -185,7 +196,7 @@ def pipeline_config_parse(config: Any) -> PipelineConfig:
     seqs = [task.seq for task in tasks]
     if len(set(seqs)) != len(seqs):
         raise TaskConfigError(f"config.tasks have duplicate seq values: {sorted(seqs)}")
-    fields = {"org_slug": config["org_slug"]} if "org_slug" in config else {}
+    fields = {key: config[key] for key in ("org_slug", "max_parallel_syncs") if key in config}
     try:
         return PipelineConfig(**fields, tasks=sorted(tasks, key=lambda task: task.seq))
     except ValidationError as error:
