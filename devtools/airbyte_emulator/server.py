@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import logging
+import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .core import ROUTES, ApiError, Emulator
+from .faults import FAULT_CONTROLS, LOST, FaultError, Faults
 
 log = logging.getLogger("devtools.airbyte_emulator")
 
@@ -26,6 +30,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # the owning EmulatorServer sets these on a subclass
     emulator: Emulator
+    faults: Faults
     credentials: tuple[str, str] | None
     verbose: bool = False
 
@@ -80,6 +85,16 @@ class _Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(user, want_user) & hmac.compare_digest(password, want_password)
 
     # ------------------------------------------------------------------ dispatch
+    def _drop_connection(self) -> None:
+        """Close the connection without an answer, with a TCP reset (as a crashing or restarting server)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.wfile = _Discard(self.wfile)  # nothing more goes out on this connection
+
     def _path(self) -> str:
         path = self.path.split("?", 1)[0]
         while len(path) > 1 and path.endswith("/"):
@@ -95,9 +110,18 @@ class _Handler(BaseHTTPRequestHandler):
             if (path + "/").startswith(CONTROL_PREFIX):
                 self._control(method, path[len(CONTROL_PREFIX) :], body)
                 return
+            if self.faults.restarting():
+                self._drop_connection()
+                return
             if not (path + "/").startswith(API_PREFIX):
                 raise ApiError(404, f"no such endpoint: {path}", "NotFoundException")
             route = path[len(API_PREFIX) :]
+            fault = self.faults.take(route) if route != "health" else None
+            if isinstance(fault, int):
+                raise ApiError(fault, f"injected fault: HTTP {fault}", "InjectedFault")
+            if fault is not None and fault != LOST:
+                self._drop_connection()
+                return
             if route == "health":
                 if method not in ("GET", "HEAD"):
                     raise ApiError(405, "use GET for /api/v1/health")
@@ -114,6 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "POST":
                 raise ApiError(405, f"use POST for {path}")
             result = getattr(self.emulator, name)(body)
+            if fault == LOST:  # handled, but the caller never hears about it
+                self._drop_connection()
+                return
             if result is None:
                 self._send(204)
             else:
@@ -130,11 +157,12 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "state" and method in ("GET", "HEAD"):
             self._send(200, self.emulator.dump())
         elif route == "config" and method == "POST":
-            self._send(200, self.emulator.configure(**body))
+            self._send(200, _configure(self.emulator, self.faults, body))
         elif route == "config" and method in ("GET", "HEAD"):
-            self._send(200, self.emulator.configure())
+            self._send(200, _configure(self.emulator, self.faults, {}))
         elif route == "reset" and method == "POST":
             self.emulator.reset()
+            self.faults.reset()
             self._send(200, {"reset": True})
         else:
             raise ApiError(404, f"no such control endpoint: {method} {CONTROL_PREFIX}{route}")
@@ -153,6 +181,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._handle("DELETE")
+
+
+class _Discard:
+    """The output of a dropped connection: swallows what the handler still writes."""
+
+    closed = False
+
+    def __init__(self, original: Any):
+        self._original = original
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._original.close()
+
+
+def _configure(emulator: Emulator, faults: Faults, controls: dict[str, Any]) -> dict[str, Any]:
+    """Sets the emulator's controls and the injected faults (faults.py); returns them all."""
+    fault_controls = {key: value for key, value in controls.items() if key in FAULT_CONTROLS}
+    others = {key: value for key, value in controls.items() if key not in FAULT_CONTROLS}
+    current = emulator.configure(**others)
+    try:
+        return {**current, **faults.configure(**fault_controls)}
+    except FaultError as error:
+        raise ApiError(422, str(error)) from None
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -180,6 +239,7 @@ class EmulatorServer:
         self.port = port
         self.credentials = None if username is None else (username, password or "")
         self.emulator = Emulator(state_file=state_file)
+        self.faults = Faults()
         self.verbose = verbose
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -191,6 +251,7 @@ class EmulatorServer:
             (_Handler,),
             {
                 "emulator": self.emulator,
+                "faults": self.faults,
                 "credentials": self.credentials,
                 "verbose": self.verbose,
             },
@@ -254,16 +315,17 @@ class EmulatorServer:
 
     # ------------------------------------------------------------------ test controls
     def configure(self, **controls: Any) -> dict[str, Any]:
-        """Same as POST /_emulator/config: sync_seconds, fail_next_syncs,
-        fail_connection_ids, unavailable. Returns the current controls."""
+        """Same as POST /_emulator/config: sync_seconds, fail_next_syncs, fail_connection_ids, unavailable,
+        and the injected faults (faults, fault_routes, restart_seconds: faults.py). Returns the controls."""
         try:
-            return self.emulator.configure(**controls)
+            return _configure(self.emulator, self.faults, controls)
         except ApiError as err:
             raise ValueError(err.message) from None
 
     def reset(self) -> None:
         """Same as POST /_emulator/reset: forget all objects, jobs and controls."""
         self.emulator.reset()
+        self.faults.reset()
 
     def state(self) -> dict[str, Any]:
         """Same as GET /_emulator/state."""
