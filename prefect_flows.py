@@ -21,7 +21,8 @@ from ddpui.flows.profiles import ProfileError, build_dbt_cli_profile, render_pro
 
 @flow(name=FlowName.PIPELINE.value)
 def pipeline_flow(config: dict | None = None, airbyte_blocks: list | None = None, dbt_blocks: list | None = None):
-    """Run a pipeline: `config["tasks"]` in seq order, or, when no config is given, the legacy blocks."""
+    """Run a pipeline: `config["tasks"]` in seq order (its Airbyte syncs side by side), or, when no config is
+    given, the legacy blocks."""
     return pipeline_flow_run(config, airbyte_blocks, dbt_blocks)
 
 

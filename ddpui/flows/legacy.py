@@ -7,11 +7,11 @@ from airbyte_prefect.connections import AirbyteConnection
 from prefect_shell import ShellOperation
 
 from ddpcontract.tasks import TaskType
-from ddpui.flows.airbyte import run_airbyte
+from ddpui.flows.airbyte import SyncSpec, airbyte_api, run_sync
 from ddpui.flows.attempts import Deadline
 from ddpui.flows.dbt import dbt_env, dbt_operation_copy, fresh_profiles_dir, run_dbt
 from ddpui.flows.profiles import prefect_dbt
-from ddpui.flows.redaction import add_secret, register_credential_secrets
+from ddpui.flows.redaction import register_credential_secrets
 from ddpui.flows.shell import build_shell_operation, run_shell
 
 _TASK_TYPES = [task_type.value for task_type in TaskType]
@@ -41,12 +41,21 @@ def legacy_blocks(airbyte_blocks: list | None, dbt_blocks: list | None) -> list[
     return blocks
 
 
-def execute_legacy_block(name: str, block_type: TaskType, deadline: Deadline) -> dict:
+def execute_legacy_block(name: str, block_type: TaskType, deadline: Deadline, task_key: str) -> dict:
     """Load the block by name and run it like the task it stands for."""
     if block_type == TaskType.AIRBYTE_CONNECTION:
         connection = AirbyteConnection.load(name)
-        add_secret(connection.airbyte_server.password.get_secret_value())
-        return run_airbyte(connection, connection.max_wait_seconds)
+        api = airbyte_api(connection.airbyte_server)
+        spec = SyncSpec(
+            connection_id=str(connection.connection_id),
+            poll_seconds=float(connection.poll_interval_s),
+            limit_seconds=float(connection.max_wait_seconds) if connection.max_wait_seconds else None,
+            task_key=task_key,
+        )
+        try:
+            return run_sync(api, spec)
+        finally:
+            api.close()
     if block_type == TaskType.SHELL_OPERATION:
         block = ShellOperation.load(name)
         operation = build_shell_operation(block.commands, block.working_dir, block.env)

@@ -30,9 +30,12 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.states import Cancelling
 
 from devtools.airbyte_emulator import (
     DUCKDB_DESTINATION_DEFINITION_ID,
@@ -107,6 +110,29 @@ class FlowRuns:
 
     def run(self, parameters: dict, flow: str = "pipeline_flow", timeout: float = 240):
         return self.wait(self.start(parameters, flow), timeout)
+
+    def cancel(self, flow_run_id: uuid.UUID) -> None:
+        """Cancel as Prefect's UI (and the proxy) do: propose Cancelling; the worker stops the run."""
+        with get_client(sync_client=True) as client:
+            result = client.set_flow_run_state(flow_run_id, Cancelling(message="cancelled by the tests"))
+        assert result.status.value == "ACCEPT", result
+
+    def wait_terminal(self, flow_run_id: uuid.UUID, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        with get_client(sync_client=True) as client:
+            while True:
+                run = client.read_flow_run(flow_run_id)
+                if run.state and run.state.type.value in TERMINAL_STATES:
+                    return run
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"flow run {flow_run_id} still {run.state and run.state.name} after {timeout}s")
+                time.sleep(0.2)
+
+    def task_runs(self, flow_run_id: uuid.UUID) -> dict[str, object]:
+        """The run's task runs by name (`<seq>-<slug>`)."""
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return {run.name: run for run in runs}
 
     def logs(self, flow_run_id: uuid.UUID) -> str:
         messages: list[str] = []

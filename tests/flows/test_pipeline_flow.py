@@ -139,6 +139,8 @@ def test_failing_task_fails_the_run_with_its_slug_and_skips_later_tasks(
     airbyte_message = runs["airbyte"].state.message
     assert airbyte_message.startswith("task airbyte-sync (seq 0) failed: ")
     assert failing_connection in airbyte_message and "failed" in airbyte_message
+    # Airbyte's own reason for the failed job
+    assert airbyte_message.endswith("failed: injected failure: connection is listed in fail_connection_ids")
     assert runs["shell"].state.message.startswith("task custom-shell (seq 0) failed: exit code 3")
     assert "about to fail" in runs["shell"].state.message
     assert "unreachable" not in runs["shell"].state.message
@@ -223,5 +225,5 @@ def test_retries_back_off_and_timeouts_stop_the_run(flow_runs, slow_airbyte, tas
     assert slow_connection in message and "did not finish within 3 seconds" in message
     sync_result = flow_runs.task_results(sync_run.id)[0]
     assert sync_result["duration_seconds"] < 30
-    jobs = slow_airbyte.server.state()["jobs"].values()
+    jobs = [job for job in slow_airbyte.server.state()["jobs"].values() if job["configId"] == slow_connection]
     assert [job["status"] for job in jobs] == ["cancelled"]  # the flow cancels the sync it stopped waiting for
