@@ -51,8 +51,9 @@ def main() -> int:
         capture_output=True,
         text=True,
     )
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"Django database: {'PostgreSQL' if args.postgres else 'SQLite (WAL, IMMEDIATE, busy timeout)'}")
+    print(f"Prefect server database: {'PostgreSQL' if args.postgres else 'SQLite'}; proxy: in the test process")
     for line in result.stdout.splitlines():
         line = line.lstrip(".")
         if line.startswith(PREFIXES):
