@@ -63,7 +63,7 @@ class PipelineTask:
     def key(self) -> str:
         """Names the task across its attempts (of this flow run)."""
         context = TaskRunContext.get()
-        return f"{context.task_run.flow_run_id if context else '-'}:{self.seq}"
+        return f"{context.task_run.flow_run_id if context else '-'}:{self.seq}:{self.block_name or self.slug}"
 
     def result_skeleton(self) -> dict:
         return {
@@ -168,7 +168,9 @@ class _Execution:
     def __init__(self, pipeline_tasks: list[PipelineTask], max_parallel_syncs: int):
         self.pipeline_tasks = pipeline_tasks
         self.max_parallel_syncs = max_parallel_syncs
-        self.results = {pipeline_task.seq: pipeline_task.result_skeleton() for pipeline_task in pipeline_tasks}
+        # by the task's position: legacy blocks may share a seq (an Airbyte block and a dbt block both 0)
+        self.position = {id(pipeline_task): index for index, pipeline_task in enumerate(pipeline_tasks)}
+        self.results = [pipeline_task.result_skeleton() for pipeline_task in pipeline_tasks]
         self.running: dict[int, tuple[PipelineTask, float, PrefectFuture]] = {}
         self.finished: queue.Queue[tuple[int, float, str]] = queue.Queue()
         self.failures: list[dict] = []
@@ -195,7 +197,8 @@ class _Execution:
                 self.failures.append(result)
 
     def _submit(self, pipeline_task: PipelineTask) -> None:
-        self.results[pipeline_task.seq]["started_at"] = _now()
+        index = self.position[id(pipeline_task)]
+        self.results[index]["started_at"] = _now()
         runner = run_pipeline_task.with_options(
             task_run_name=f"{pipeline_task.seq}-{pipeline_task.slug}",
             retries=pipeline_task.retries,
@@ -203,9 +206,8 @@ class _Execution:
         )
         started = time.monotonic()
         future = runner.submit(pipeline_task)
-        self.running[pipeline_task.seq] = (pipeline_task, started, future)
-        seq = pipeline_task.seq
-        future.add_done_callback(lambda _future: self.finished.put((seq, time.monotonic(), _now())))
+        self.running[index] = (pipeline_task, started, future)
+        future.add_done_callback(lambda _future: self.finished.put((index, time.monotonic(), _now())))
 
     def _next_finished(self, timeout: float | None = None) -> tuple[int, float, str]:
         """The next task to finish; short waits in a loop, so a cancel (raised in this thread) is seen at once."""
@@ -219,9 +221,9 @@ class _Execution:
             except queue.Empty:
                 continue
 
-    def _collect(self, seq: int, ended: float, ended_at: str) -> dict:
-        pipeline_task, started, future = self.running.pop(seq)
-        result = self.results[seq]
+    def _collect(self, index: int, ended: float, ended_at: str) -> dict:
+        pipeline_task, started, future = self.running.pop(index)
+        result = self.results[index]
         try:
             outcome = future.result()
             result.update(outcome)
@@ -252,9 +254,9 @@ class _Execution:
                 self._collect(*self._next_finished(timeout=deadline - time.monotonic()))
             except queue.Empty:
                 break
-        for seq in list(self.running):
-            pipeline_task, started, _future = self.running.pop(seq)
-            self.results[seq].update(
+        for index in list(self.running):
+            pipeline_task, started, _future = self.running.pop(index)
+            self.results[index].update(
                 status=TaskStatus.CANCELLED.value,
                 message="stopped: the flow run was cancelled",
                 ended_at=_now(),
@@ -262,7 +264,7 @@ class _Execution:
             )
 
     def ordered_results(self) -> list[dict]:
-        return redact([self.results[pipeline_task.seq] for pipeline_task in self.pipeline_tasks])
+        return redact(list(self.results))
 
 
 def _end_cancelled_run() -> None:

@@ -41,12 +41,13 @@ def test_legacy_flow_runs_persisted_blocks_by_name_in_order(flow_runs, airbyte, 
         dbt_cli_profile=profile,
         env={"DDPUI_SOURCE_SCHEMA": SOURCE_SCHEMA},
     ).save(dbt_block)
-    # given in reverse: the flow orders airbyte blocks first, then the dbt blocks by seq
+    # given in reverse: the flow orders airbyte blocks first, then the dbt blocks by seq; as in Dalgo, each
+    # group numbers its blocks from 0, so seq values repeat across the groups
     legacy_parameters = {
         "airbyte_blocks": [{"blockName": connection_block, "seq": 0}],
         "dbt_blocks": [
-            {"blockName": dbt_block, "seq": 2, "blockType": "dbt Core Operation"},
-            {"blockName": shell_block, "seq": 1, "blockType": "Shell Operation"},
+            {"blockName": dbt_block, "seq": 1, "blockType": "dbt Core Operation"},
+            {"blockName": shell_block, "seq": 0, "blockType": "Shell Operation"},
         ],
     }
     pipeline_marker = tmp_path / "pipeline-legacy-params-ran"
