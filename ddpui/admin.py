@@ -122,9 +122,7 @@ class OrgDataFlowv1Admin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{dataflow.name}: not started: {exc.message}", messages.ERROR)
             else:
-                self.message_user(
-                    request, f"{dataflow.name}: started flow run {started['flow_run_id']}", messages.SUCCESS
-                )
+                self.message_user(request, f"{dataflow.name}: started flow run {started.flow_run_id}", messages.SUCCESS)
 
 
 @admin.register(DataflowOrgTask)

@@ -647,7 +647,8 @@ def _follow(api: Api, flow_run_id: str, *, progress: Progress, task_count: int, 
             progress.line(f"  [{elapsed:6.1f}s] state: {state}")
             last_state = state
         logs = api.get(f"/api/prefect/flow_runs/{flow_run_id}/logs?offset={offset}")
-        for entry in logs["logs"]:
+        lines_read = logs["logs"]["logs"]  # nested as the web app reads them
+        for entry in lines_read:
             message = entry["message"].rstrip()
             if message.startswith("task ") and ": attempt " in message:
                 current_task = message.split(" (")[0].removeprefix("task ")
@@ -656,12 +657,12 @@ def _follow(api: Api, flow_run_id: str, *, progress: Progress, task_count: int, 
                 lines = lines[1:]  # prefect-shell's "PID n stream output:" before each line of output
             for text in lines:
                 progress.line(f"  [{elapsed:6.1f}s] {entry['level_name']:<7} {text}")
-        offset = logs["next_offset"] if logs["next_offset"] is not None else offset + len(logs["logs"])
+        offset = logs["next_offset"] if logs["next_offset"] is not None else offset + len(lines_read)
         terminal = run["stateType"] in TERMINAL
         if terminal and finished_at is None:
             finished_at = time.monotonic()
         # once terminal: until every log line is read and the task results are in (bounded)
-        logs_done = logs["next_offset"] is None or not logs["logs"]
+        logs_done = logs["next_offset"] is None or not lines_read
         if terminal and ((logs_done and run["taskResults"]) or time.monotonic() - finished_at > 15):
             return run
         if elapsed > timeout:

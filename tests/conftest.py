@@ -201,5 +201,7 @@ def live_services(settings, proxy_server, airbyte_emulator, tmp_path):
     settings.AIRBYTE_USERNAME = "airbyte"
     settings.AIRBYTE_PASSWORD = "password"
     settings.CLIENT_DBT_ROOT = tmp_path / "clients"
+    # one-off task runs answer at once (no wait for the run's end) unless a test asks for the web app's wait
+    settings.TASK_RUN_WAIT_SECONDS = 0
     airbyte_emulator.configure(sync_seconds=0.2, fail_next_syncs=0, fail_connection_ids=[], unavailable=False)
     return {"proxy_url": proxy_server, "airbyte": airbyte_emulator}

@@ -17,10 +17,9 @@ from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.api.tasks_api import TaskLockOut
 from ddpui.auth import org_auth
 from ddpui.errors import InvalidInput
-from ddpui.services import airbyte_setup, connectors, warehouse
+from ddpui.services import airbyte_setup, connectors, locks, warehouse
 from ddpui.services.airbyte_setup import ConnectionDetail, ConnectionSummary, StreamChoice
 from ddpui.services.connectors import CheckResult
-from ddpui.services.transform_tasks import lock_view
 
 router = Router(tags=["airbyte"])
 
@@ -274,12 +273,10 @@ def _source_json(source: dict) -> dict:
     }
 
 
-def _lock_json(lock, run: dict | None = None) -> dict | None:
-    view = lock_view(lock, last_run=run)
-    if view is not None and not view["lockedBy"]:
-        # a run nobody started by hand (a schedule): the web app prints "Triggered by: <lockedBy>"
-        view["lockedBy"] = view["lockingPipeline"] or "system"
-    return view
+def _lock_json(lock, run: dict | None = None) -> locks.LockState | None:
+    """The one lock rule (`locks.lock_state`), shaped by TaskLockOut: a run nobody started by hand (a schedule)
+    is held by "system", which the web app prints as "Triggered by: system"."""
+    return locks.lock_state_for(lock, observed_run=run)
 
 
 def _streams_json(catalog: dict) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Pipelines (Prefect deployments of ordered org tasks) and their runs."""
+"""Pipelines (Prefect deployments of ordered org tasks) and their runs, in the shapes Dalgo's web app reads
+(WEBAPP_CONTRACT.md W-29, W-30, W-45..W-54) with ddpui's own fields beside them."""
 
 from __future__ import annotations
 
@@ -9,22 +10,27 @@ import pydantic
 from ninja import Field, Query, Router, Schema
 
 from ddpui.api.schemas import ERRORS, MAX_OFFSET, OkOut
+from ddpui.api.shapes import FlowRunOut, LockOut, flow_run_out, prefect_run_out
 from ddpui.auth import org_auth
 from ddpui.errors import InvalidInput
+from ddpui.models.tasks import TaskType
 from ddpui.prefect_client import LOG_PAGE_LIMIT
 from ddpui.services import pipelines, runs
 
 router = Router(tags=["pipelines"])
 
+# a task's position in a pipeline: the web app counts from 1; larger values are refused before anything runs
+MAX_SEQ = 10_000
+
 
 class ConnectionRef(Schema):
     id: str = Field(min_length=1)
-    seq: int = 0
+    seq: int = Field(0, ge=0, le=MAX_SEQ)
 
 
 class TransformTaskRef(Schema):
     uuid: str = Field(min_length=1)
-    seq: int = 0
+    seq: int = Field(0, ge=0, le=MAX_SEQ)
 
 
 class PipelineIn(Schema):
@@ -33,6 +39,9 @@ class PipelineIn(Schema):
     transformTasks: list[TransformTaskRef] = []
     cron: str | None = None
     timezone: str | None = None
+    # the web app's "run transform tasks" switch ('yes'/'no'); accepted and not needed: the pipeline's
+    # tasks are exactly the ones `transformTasks` names
+    dbtTransform: str | None = None
 
 
 class PipelineCreatedOut(Schema):
@@ -44,14 +53,6 @@ class PipelineCreatedOut(Schema):
 
 # The list's items are plain pydantic models: a ninja Schema validates each field through a getter made for
 # ORM objects, which costs about 30 ms on a list of 1,000 pipelines built from dicts.
-class LockOut(pydantic.BaseModel):
-    status: Literal["queued", "running", "locked"]
-    flowRunId: str | None
-    lockedBy: str | None
-    lockedAt: datetime
-    lockingPipeline: str | None
-
-
 class PipelineListItem(pydantic.BaseModel):
     name: str
     deploymentId: str
@@ -59,9 +60,17 @@ class PipelineListItem(pydantic.BaseModel):
     cron: str | None
     timezone: str | None
     isScheduleActive: bool
+    status: bool  # the web app's name for isScheduleActive
     missingInPrefect: bool
     lastRun: dict[str, Any] | None
     lock: LockOut | None
+    isRunning: bool
+
+
+class PipelineConnectionOut(Schema):
+    id: str
+    seq: int
+    name: str
 
 
 class PipelineTaskOut(Schema):
@@ -79,9 +88,11 @@ class PipelineDetailOut(Schema):
     cron: str | None
     timezone: str | None
     isScheduleActive: bool
-    connections: list[ConnectionRef]
+    dbtTransform: str
+    connections: list[PipelineConnectionOut]
     transformTasks: list[PipelineTaskOut]
     lock: LockOut | None
+    isRunning: bool
 
 
 class RunIn(Schema):
@@ -94,24 +105,34 @@ class RunStartedOut(Schema):
     name: str | None
 
 
-class FlowRunOut(Schema):
-    flowRunId: str
-    name: str
-    deploymentId: str | None
-    stateType: str
-    stateName: str
-    stateMessage: str
-    expectedStartTime: datetime | None
-    startTime: datetime | None
-    endTime: datetime | None
-    totalRunTime: float
-    taskResults: list[dict[str, Any]]
+class LogPageOut(Schema):
+    offset: int
+    logs: list[dict[str, Any]]
 
 
 class LogsOut(Schema):
-    logs: list[dict[str, Any]]
+    logs: LogPageOut
     offset: int
     next_offset: int | None
+
+
+class OverviewRunOut(pydantic.BaseModel):
+    id: str
+    name: str
+    status: str | None
+    state_name: str | None
+    startTime: datetime | None
+    expectedStartTime: datetime | None
+    totalRunTime: float
+
+
+class OverviewItem(pydantic.BaseModel):
+    name: str
+    deploymentId: str
+    deploymentName: str
+    cron: str | None
+    runs: list[OverviewRunOut]
+    lock: LockOut | None
 
 
 def _refs(payload: PipelineIn) -> dict:
@@ -124,19 +145,28 @@ def _refs(payload: PipelineIn) -> dict:
     }
 
 
-def run_out(record) -> dict:
+def _detail_out(detail: pipelines.PipelineDetail) -> dict:
+    dataflow = detail.dataflow
+    transform = [(seq, t) for seq, t in enumerate(detail.orgtasks) if t.task.type != TaskType.AIRBYTE]
     return {
-        "flowRunId": record.flow_run_id,
-        "name": record.name,
-        "deploymentId": record.deployment_id,
-        "stateType": record.state_type,
-        "stateName": record.state_name,
-        "stateMessage": record.state_message,
-        "expectedStartTime": record.expected_start_time,
-        "startTime": record.start_time,
-        "endTime": record.end_time,
-        "totalRunTime": record.total_run_time,
-        "taskResults": record.task_results or [],
+        "name": dataflow.name,
+        "deploymentId": dataflow.deployment_id,
+        "deploymentName": dataflow.deployment_name,
+        "dataflowType": dataflow.dataflow_type,
+        "cron": dataflow.cron,
+        "timezone": dataflow.timezone,
+        "isScheduleActive": detail.is_schedule_active,
+        "dbtTransform": "yes" if transform else "no",
+        "connections": [
+            {"id": t.connection_id, "seq": seq, "name": detail.connection_names.get(t.connection_id, t.connection_id)}
+            for seq, t in enumerate(detail.orgtasks)
+            if t.task.type == TaskType.AIRBYTE
+        ],
+        "transformTasks": [
+            {"uuid": str(t.uuid), "seq": seq, "slug": t.task.slug, "command": t.command_text()} for seq, t in transform
+        ],
+        "lock": detail.lock,
+        "isRunning": detail.lock is not None and detail.lock.held_by(dataflow.id),
     }
 
 
@@ -153,14 +183,29 @@ def create_pipeline(request, payload: PipelineIn):
 
 @router.get("/prefect/v1/flows/", response={200: list[PipelineListItem], **ERRORS}, auth=org_auth("pipelines:read"))
 def list_pipelines(request):
-    return pipelines.pipelines_list(org=request.auth.org)
+    return [
+        {
+            "name": p.name,
+            "deploymentId": p.deployment_id,
+            "deploymentName": p.deployment_name,
+            "cron": p.cron,
+            "timezone": p.timezone,
+            "isScheduleActive": p.is_schedule_active,
+            "status": p.is_schedule_active,
+            "missingInPrefect": p.missing_in_prefect,
+            "lastRun": prefect_run_out(p.last_run),
+            "lock": p.lock,
+            "isRunning": p.is_running,
+        }
+        for p in pipelines.pipelines_list(org=request.auth.org)
+    ]
 
 
 @router.get(
     "/prefect/v1/flows/{deployment_id}", response={200: PipelineDetailOut, **ERRORS}, auth=org_auth("pipelines:read")
 )
 def get_pipeline(request, deployment_id: str):
-    return pipelines.pipeline_detail(org=request.auth.org, deployment_id=deployment_id)
+    return _detail_out(pipelines.pipeline_detail(org=request.auth.org, deployment_id=deployment_id))
 
 
 @router.put(
@@ -170,7 +215,7 @@ def update_pipeline(request, deployment_id: str, payload: PipelineIn):
     pipelines.pipeline_update(
         org=request.auth.org, orguser=request.auth.orguser, deployment_id=deployment_id, **_refs(payload)
     )
-    return pipelines.pipeline_detail(org=request.auth.org, deployment_id=deployment_id)
+    return _detail_out(pipelines.pipeline_detail(org=request.auth.org, deployment_id=deployment_id))
 
 
 @router.delete("/prefect/v1/flows/{deployment_id}", response={200: OkOut, **ERRORS}, auth=org_auth("pipelines:write"))
@@ -179,16 +224,21 @@ def delete_pipeline(request, deployment_id: str):
     return {"success": True}
 
 
-@router.post(
-    "/prefect/v1/flows/{deployment_id}/set_schedule/{status}",
-    response={200: OkOut, **ERRORS},
-    auth=org_auth("pipelines:write"),
-)
 def set_schedule(request, deployment_id: str, status: Literal["active", "inactive"]):
     pipelines.pipeline_set_schedule(
         org=request.auth.org, orguser=request.auth.orguser, deployment_id=deployment_id, active=status == "active"
     )
     return {"success": True}
+
+
+# the web app (and Dalgo) call it without /v1: both paths, one handler
+for _path, _operation_id in (
+    ("/prefect/v1/flows/{deployment_id}/set_schedule/{status}", "set_schedule"),
+    ("/prefect/flows/{deployment_id}/set_schedule/{status}", "set_schedule_webapp"),
+):
+    router.post(_path, response={200: OkOut, **ERRORS}, auth=org_auth("pipelines:write"), operation_id=_operation_id)(
+        set_schedule
+    )
 
 
 @router.post(
@@ -203,7 +253,7 @@ def set_schedule(request, deployment_id: str, status: Literal["active", "inactiv
     },
 )
 def run_pipeline(request, deployment_id: str):
-    # the body is optional: a plain "run now" posts nothing
+    # the body is optional: a plain "run now" posts nothing, or `{}` (the web app, as text/plain)
     try:
         has_json = request.content_type == "application/json" and request.body.strip()
         payload = RunIn.model_validate_json(request.body) if has_json else RunIn()
@@ -211,18 +261,19 @@ def run_pipeline(request, deployment_id: str):
         raise InvalidInput(
             "invalid body: expected {'flags': [...], 'options': {...}}: " + str(exc.errors()[0]["msg"])
         ) from None
-    return pipelines.pipeline_run(
+    record = pipelines.pipeline_run(
         org=request.auth.org,
         orguser=request.auth.orguser,
         deployment_id=deployment_id,
         flags=payload.flags,
         options=payload.options,
     )
+    return {"flow_run_id": record.flow_run_id, "name": record.name}
 
 
 @router.get("/prefect/flow_runs/{flow_run_id}", response={200: FlowRunOut, **ERRORS}, auth=org_auth("runs:read"))
 def get_flow_run(request, flow_run_id: str):
-    return run_out(runs.run_get(org=request.auth.org, flow_run_id=flow_run_id))
+    return flow_run_out(runs.run_get(org=request.auth.org, flow_run_id=flow_run_id))
 
 
 @router.get("/prefect/flow_runs/{flow_run_id}/logs", response={200: LogsOut, **ERRORS}, auth=org_auth("runs:read"))
@@ -232,20 +283,60 @@ def get_flow_run_logs(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     limit: int = Query(LOG_PAGE_LIMIT, ge=1, le=LOG_PAGE_LIMIT),
 ):
-    return runs.run_logs(org=request.auth.org, flow_run_id=flow_run_id, offset=offset, limit=limit)
+    page = runs.run_logs(org=request.auth.org, flow_run_id=flow_run_id, offset=offset, limit=limit)
+    # nested as the web app reads it (`logs.logs[]`), the next offset beside
+    return {"logs": {"offset": page.offset, "logs": page.lines}, "offset": page.offset, "next_offset": page.next_offset}
 
 
-@router.get(
-    "/prefect/v1/flows/{deployment_id}/flow_runs/history",
-    response={200: list[FlowRunOut], **ERRORS},
-    auth=org_auth("runs:read"),
-)
-def flow_run_history(request, deployment_id: str, limit: int = Query(10, ge=1, le=50)):
-    return [run_out(r) for r in runs.run_history(org=request.auth.org, deployment_id=deployment_id, limit=limit)]
+def flow_run_history(
+    request,
+    deployment_id: str,
+    limit: int = Query(10, ge=1, le=50),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    fetchlogs: bool | None = Query(None, description="accepted for the web app and ignored: read logs per run"),
+):
+    return [
+        flow_run_out(record)
+        for record in runs.run_history(org=request.auth.org, deployment_id=deployment_id, limit=limit, offset=offset)
+    ]
+
+
+# the web app calls it without /v1: both paths, one handler
+for _path, _operation_id in (
+    ("/prefect/v1/flows/{deployment_id}/flow_runs/history", "flow_run_history"),
+    ("/prefect/flows/{deployment_id}/flow_runs/history", "flow_run_history_webapp"),
+):
+    router.get(
+        _path, response={200: list[FlowRunOut], **ERRORS}, auth=org_auth("runs:read"), operation_id=_operation_id
+    )(flow_run_history)
 
 
 @router.post(
     "/prefect/flow_runs/{flow_run_id}/cancel", response={200: FlowRunOut, **ERRORS}, auth=org_auth("runs:write")
 )
 def cancel_flow_run(request, flow_run_id: str):
-    return run_out(runs.run_cancel(org=request.auth.org, orguser=request.auth.orguser, flow_run_id=flow_run_id))
+    return flow_run_out(runs.run_cancel(org=request.auth.org, orguser=request.auth.orguser, flow_run_id=flow_run_id))
+
+
+@router.get("/dashboard/v1", response={200: list[OverviewItem], **ERRORS}, auth=org_auth("pipelines:read"))
+def pipelines_overview(request):
+    """The web app's pipeline overview: each pipeline with its newest runs and its lock."""
+    items = []
+    for overview in pipelines.pipelines_overview(org=request.auth.org):
+        shaped_runs = []
+        for run in overview.runs:
+            shaped = prefect_run_out(run)
+            # as Dalgo's records: a run not started yet shows its expected start
+            shaped["startTime"] = shaped["startTime"] or shaped["expectedStartTime"]
+            shaped_runs.append(shaped)
+        items.append(
+            {
+                "name": overview.name,
+                "deploymentId": overview.deployment_id,
+                "deploymentName": overview.deployment_name,
+                "cron": overview.cron,
+                "runs": shaped_runs,
+                "lock": overview.lock,
+            }
+        )
+    return items

@@ -32,7 +32,13 @@ from ddpui.services import background, locks
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.background import Progress
 from ddpui.services.orgs import block_name_for, prefect_block_delete
-from ddpui.services.transform_tasks import DBT_TARGET, TRANSFORM_TYPES, dbt_profile_name, orgtasks_refuse_if_used
+from ddpui.services.transform_tasks import (
+    DBT_TARGET,
+    TRANSFORM_TYPES,
+    dbt_profile_name,
+    orgtasks_refuse_if_used,
+    task_deployments_delete,
+)
 from ddpui.services.undo import UndoStack
 from ddpui.services.warehouse import profile_block_get
 
@@ -363,6 +369,7 @@ def dbt_workspace_delete(*, org: Org, actor: OrgUser | None) -> None:
         )
         if block is not None
     ]
+    task_deployments_delete(org=org, orgtasks=orgtasks)  # the dbt-run tasks' own deployments
     for block in blocks:
         prefect_block_delete(block_id=block.block_id)
     with transaction.atomic():

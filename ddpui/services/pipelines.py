@@ -12,18 +12,24 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from ddpcontract.flows import Entrypoint
-from ddpui.errors import Conflict, InvalidInput, NotFound
+from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
+from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org, OrgUser
 from ddpui.models.tasks import OrgTask, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
-from ddpui.services import locks
+from ddpui.services import locks, runs
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.run_states import locks_acquire_or_heal, run_state_apply
+from ddpui.services.cron import cron_check
+from ddpui.services.orgs import Rollback
+from ddpui.services.selectors import dataflow_get, dataflow_orgtasks, manual_dataflows_of
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+__all__ = ["dataflow_get", "dataflow_orgtasks"]  # re-exported: older imports name them here
+
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:+@,=/*\-]+$")
+# how many runs of each pipeline the overview shows
+OVERVIEW_RUNS = 50
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,50 @@ class TaskRef:
     seq: int
 
 
+@dataclass(frozen=True)
+class PipelineSummary:
+    """A pipeline as the list shows it."""
+
+    dataflow_id: int
+    name: str
+    deployment_id: str
+    deployment_name: str
+    cron: str | None
+    timezone: str | None
+    is_schedule_active: bool
+    missing_in_prefect: bool
+    last_run: dict | None  # Prefect's newest run of the deployment, as the proxy reports it
+    lock: locks.LockState | None
+
+    @property
+    def is_running(self) -> bool:
+        """One of its runs holds its tasks (rather than another pipeline's run, or none)."""
+        return self.lock is not None and self.lock.held_by(self.dataflow_id)
+
+
+@dataclass(frozen=True)
+class PipelineDetail:
+    dataflow: OrgDataFlowv1
+    orgtasks: list[OrgTask]  # in run order
+    connection_names: dict[str, str]  # connection id -> its name (its sync's manual dataflow's)
+    is_schedule_active: bool
+    lock: locks.LockState | None
+
+
+@dataclass(frozen=True)
+class PipelineOverview:
+    """A pipeline with its most recent runs (newest first), for the overview page."""
+
+    name: str
+    deployment_id: str
+    deployment_name: str
+    cron: str | None
+    runs: list[dict]  # as the proxy reports them
+    lock: locks.LockState | None
+
+
 def _validate_schedule(cron: str | None, timezone: str | None) -> tuple[str | None, str | None]:
-    cron = (cron or "").strip() or None
-    if cron is not None:
-        fields = cron.split()
-        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-            raise InvalidInput(f"cron '{cron}' is not a 5-field cron expression such as '0 2 * * *'")
+    cron = cron_check(cron)
     timezone = (timezone or "").strip() or None
     if timezone is not None:
         try:
@@ -45,20 +89,6 @@ def _validate_schedule(cron: str | None, timezone: str | None) -> tuple[str | No
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise InvalidInput(f"unknown timezone '{timezone}': use an IANA name such as 'Asia/Kolkata'") from None
     return cron, timezone
-
-
-def dataflow_get(*, org: Org, deployment_id: str) -> OrgDataFlowv1:
-    dataflow = OrgDataFlowv1.objects.filter(org=org, deployment_id=str(deployment_id)).first()
-    if dataflow is None:
-        raise NotFound(f"pipeline {deployment_id} not found")
-    return dataflow
-
-
-def dataflow_orgtasks(dataflow: OrgDataFlowv1) -> list[OrgTask]:
-    return [
-        link.orgtask
-        for link in DataflowOrgTask.objects.filter(dataflow=dataflow).select_related("orgtask__task").order_by("seq")
-    ]
 
 
 def _resolve_tasks(*, org: Org, connections: list[TaskRef], transform_tasks: list[TaskRef]) -> list[OrgTask]:
@@ -136,11 +166,12 @@ def pipeline_create(
         org=org, name=name, connections=connections, transform_tasks=transform_tasks, cron=cron, timezone=timezone
     )
     deployment_name = f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}-{uuid.uuid4().hex[:8]}"
-    # the deployment first: if the proxy fails, nothing has been stored
-    deployment = get_proxy().deployments.create(
-        name=deployment_name, org_slug=org.slug, parameters=parameters, cron=cron, timezone=timezone
-    )
-    try:
+    with Rollback(f"creating the pipeline '{name}' of {org.slug}") as rollback:
+        # the deployment first: if the proxy fails, nothing has been stored
+        deployment = get_proxy().deployments.create(
+            name=deployment_name, org_slug=org.slug, parameters=parameters, cron=cron, timezone=timezone
+        )
+        rollback.add(f"deployment {deployment.id}", deployment.delete)  # no orphan deployment
         with transaction.atomic():
             dataflow = OrgDataFlowv1.objects.create(
                 org=org,
@@ -160,9 +191,6 @@ def pipeline_create(
                 object_id=deployment.id,
                 details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
             )
-    except Exception:
-        deployment.delete()  # no orphan deployment
-        raise
     return dataflow
 
 
@@ -200,8 +228,12 @@ def pipeline_update(
         )
     old_parameters = deployment_parameters(org=org, orgtasks=dataflow_orgtasks(dataflow))
     old_cron, old_timezone = dataflow.cron, dataflow.timezone
-    deployment.update(parameters=parameters, cron=cron, timezone=timezone)
-    try:
+    with Rollback(f"updating the pipeline '{dataflow.name}' of {org.slug}") as rollback:
+        deployment.update(parameters=parameters, cron=cron, timezone=timezone)
+        rollback.add(
+            f"parameters and schedule of deployment {dataflow.deployment_id}",
+            lambda: deployment.update(parameters=old_parameters, cron=old_cron, timezone=old_timezone),
+        )
         with transaction.atomic():
             dataflow.name, dataflow.cron, dataflow.timezone = name, cron, timezone
             dataflow.save(update_fields=["name", "cron", "timezone", "updated_at"])
@@ -214,9 +246,6 @@ def pipeline_update(
                 object_id=dataflow.deployment_id,
                 details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
             )
-    except Exception:
-        deployment.update(parameters=old_parameters, cron=old_cron, timezone=old_timezone)
-        raise
     return dataflow
 
 
@@ -278,67 +307,26 @@ def pipeline_run(
     deployment_id: str,
     flags: list[str] | None = None,
     options: dict | None = None,
-) -> dict:
-    """Locks every task of the dataflow (all or none), creates the flow run, records it.
-    A second trigger gets 409 naming the holder. If the proxy fails, the locks are released."""
+) -> PrefectFlowRun:
+    """Runs a dataflow (a pipeline, or a manual dataflow: a connection's sync, a task's own deployment):
+    its tasks' locks all or none (a second trigger gets 409 naming the holder), then the flow run."""
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
     orgtasks = dataflow_orgtasks(dataflow)
     parameters = None
     if flags or options:
         parameters = _override_parameters(org=org, dataflow=dataflow, orgtasks=orgtasks, flags=flags, options=options)
-    held = locks_acquire_or_heal(orgtasks=orgtasks, locked_by=orguser, dataflow=dataflow)
-    try:
-        run = get_proxy().deployment(dataflow.deployment_id).create_run(parameters=parameters)
-    except Exception:
-        locks.locks_release(locks=held)
-        raise
-    locks.locks_attach_run(locks=held, flow_run_id=run.id)
-    run_state_apply(
-        org=org,
-        run={
-            "flow_run_id": run.id,
-            "name": run.name,
-            "deployment_id": dataflow.deployment_id,
-            "state_type": "SCHEDULED",
-            "state_name": "Scheduled",
-        },
-    )
-    audit_record(
-        org=org,
-        orguser=orguser,
-        action=AuditAction.PIPELINE_RUN_TRIGGERED,
-        object_type="pipeline",
-        object_id=dataflow.deployment_id,
-        details={"flow_run_id": run.id, "name": dataflow.name, "locked_tasks": len(held)},
-    )
-    return {"flow_run_id": run.id, "name": run.name}
+    return runs.run_start(org=org, orguser=orguser, orgtasks=orgtasks, dataflow=dataflow, parameters=parameters)
 
 
-def _lock_summary(dataflow_id: int, held: list, last_run: dict | None) -> dict | None:
-    if not held:
-        return None
+def _representative_lock(held: list, dataflow_id: int):
+    """Of the locks on a pipeline's tasks, the one to show: its own run's if it has one."""
     own = [lock for lock in held if lock.locking_dataflow_id == dataflow_id]
-    lock = own[0] if own else held[0]
-    if own:
-        running = (
-            last_run
-            and str(last_run.get("flow_run_id")) == lock.flow_run_id
-            and last_run.get("state_type") == "RUNNING"
-        )
-        status = "running" if running else "queued"
-    else:
-        status = "locked"
-    return {
-        "status": status,
-        "flowRunId": lock.flow_run_id,
-        "lockedBy": lock.locked_by.user.email if lock.locked_by_id else None,
-        "lockedAt": lock.locked_at,
-        "lockingPipeline": lock.locking_dataflow.name if lock.locking_dataflow_id else None,
-    }
+    return own[0] if own else (held[0] if held else None)
 
 
-def pipelines_list(*, org: Org) -> list[dict]:
-    """Every orchestrate pipeline with schedule, last run and lock: 3 queries and 2 proxy calls, whatever the count."""
+def pipelines_list(*, org: Org) -> list[PipelineSummary]:
+    """Every orchestrate pipeline with schedule, last run and lock: at most 4 queries and 2 proxy calls, whatever the
+    count."""
     dataflows = list(
         OrgDataFlowv1.objects.filter(org=org, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE)
         .order_by("name")
@@ -346,60 +334,111 @@ def pipelines_list(*, org: Org) -> list[dict]:
     )
     if not dataflows:
         return []
-    # the links as plain pairs: a prefetch would build a model instance and a queryset per link
-    task_ids_by_dataflow: dict[int, list[int]] = {}
-    for dataflow_id, orgtask_id in DataflowOrgTask.objects.filter(
-        dataflow__org=org, dataflow__dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE
-    ).values_list("dataflow_id", "orgtask_id"):
-        task_ids_by_dataflow.setdefault(dataflow_id, []).append(orgtask_id)
+    task_ids_by_dataflow = _task_ids_by_dataflow(org)
     ids = [d["deployment_id"] for d in dataflows]
     proxy = get_proxy()
     states = proxy.deployments.schedule_states(deployment_ids=ids)
     last_runs = {str(r["deployment_id"]): r for r in proxy.flow_runs.filter(deployment_ids=ids, limit_per_deployment=1)}
     held = locks.locks_status(orgtask_ids={task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
+    run_states = locks.lock_run_states(held=held.values(), observed_runs=last_runs.values())
     result = []
     for dataflow in dataflows:
         deployment_id = dataflow["deployment_id"]
         missing = deployment_id in states["missing"]
-        last_run = last_runs.get(deployment_id)
-        task_ids = task_ids_by_dataflow.get(dataflow["id"], [])
-        dataflow_locks = [held[task_id] for task_id in task_ids if task_id in held]
+        lock = _representative_lock(
+            [held[task_id] for task_id in task_ids_by_dataflow.get(dataflow["id"], []) if task_id in held],
+            dataflow["id"],
+        )
         result.append(
-            {
-                "name": dataflow["name"],
-                "deploymentId": deployment_id,
-                "deploymentName": dataflow["deployment_name"],
-                "cron": dataflow["cron"],
-                "timezone": dataflow["timezone"],
-                "isScheduleActive": not missing and deployment_id not in states["paused"],
-                "missingInPrefect": missing,
-                "lastRun": last_run,
-                "lock": _lock_summary(dataflow["id"], dataflow_locks, last_run),
-            }
+            PipelineSummary(
+                dataflow_id=dataflow["id"],
+                name=dataflow["name"],
+                deployment_id=deployment_id,
+                deployment_name=dataflow["deployment_name"],
+                cron=dataflow["cron"],
+                timezone=dataflow["timezone"],
+                is_schedule_active=not missing and deployment_id not in states["paused"],
+                missing_in_prefect=missing,
+                last_run=last_runs.get(deployment_id),
+                lock=lock
+                and locks.lock_state(
+                    lock, run_state=run_states.get(lock.flow_run_id or ""), viewer_dataflow_id=dataflow["id"]
+                ),
+            )
         )
     return result
 
 
-def pipeline_detail(*, org: Org, deployment_id: str) -> dict:
+def _task_ids_by_dataflow(org: Org) -> dict[int, list[int]]:
+    """orchestrate dataflow id -> its org task ids. The links as plain pairs: a prefetch would build a model
+    instance and a queryset per link. One query."""
+    task_ids: dict[int, list[int]] = {}
+    for dataflow_id, orgtask_id in DataflowOrgTask.objects.filter(
+        dataflow__org=org, dataflow__dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE
+    ).values_list("dataflow_id", "orgtask_id"):
+        task_ids.setdefault(dataflow_id, []).append(orgtask_id)
+    return task_ids
+
+
+def pipeline_detail(*, org: Org, deployment_id: str) -> PipelineDetail:
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
     orgtasks = dataflow_orgtasks(dataflow)
     deployment = get_proxy().deployment(dataflow.deployment_id).get()
     held = locks.locks_status(orgtask_ids=[t.id for t in orgtasks])
-    return {
-        "name": dataflow.name,
-        "deploymentId": dataflow.deployment_id,
-        "deploymentName": dataflow.deployment_name,
-        "dataflowType": dataflow.dataflow_type,
-        "cron": dataflow.cron,
-        "timezone": dataflow.timezone,
-        "isScheduleActive": bool(deployment.get("is_schedule_active")),
-        "connections": [
-            {"id": t.connection_id, "seq": seq} for seq, t in enumerate(orgtasks) if t.task.type == TaskType.AIRBYTE
-        ],
-        "transformTasks": [
-            {"uuid": str(t.uuid), "seq": seq, "slug": t.task.slug, "command": t.command_text()}
-            for seq, t in enumerate(orgtasks)
-            if t.task.type != TaskType.AIRBYTE
-        ],
-        "lock": _lock_summary(dataflow.id, list(held.values()), None),
-    }
+    lock = _representative_lock(list(held.values()), dataflow.id)
+    syncs = [t for t in orgtasks if t.task.type == TaskType.AIRBYTE]
+    # a connection's name is its sync's manual dataflow's (kept in step with Airbyte): no Airbyte call
+    manual = manual_dataflows_of(org=org, orgtask_ids=[t.id for t in syncs]) if syncs else {}
+    names = {orgtask_id: dataflow.name for orgtask_id, dataflow in manual.items()}
+    return PipelineDetail(
+        dataflow=dataflow,
+        orgtasks=orgtasks,
+        connection_names={t.connection_id: names.get(t.id, t.connection_id) for t in syncs},
+        is_schedule_active=bool(deployment.get("is_schedule_active")),
+        lock=lock
+        and locks.lock_state(
+            lock,
+            run_state=locks.lock_run_states(held=[lock]).get(lock.flow_run_id or ""),
+            viewer_dataflow_id=dataflow.id,
+        ),
+    )
+
+
+def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> list[PipelineOverview]:
+    """Every orchestrate pipeline with its newest runs and its lock: at most 4 queries and 1 proxy call, whatever the
+    count."""
+    dataflows = list(
+        OrgDataFlowv1.objects.filter(org=org, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE)
+        .order_by("name")
+        .values("id", "name", "deployment_id", "deployment_name", "cron")
+    )
+    if not dataflows:
+        return []
+    task_ids_by_dataflow = _task_ids_by_dataflow(org)
+    ids = [d["deployment_id"] for d in dataflows]
+    runs_by_deployment: dict[str, list[dict]] = {}
+    for run in get_proxy().flow_runs.filter(deployment_ids=ids, limit_per_deployment=runs_per_pipeline):
+        runs_by_deployment.setdefault(str(run["deployment_id"]), []).append(run)
+    held = locks.locks_status(orgtask_ids={task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
+    observed = [run for runs_of in runs_by_deployment.values() for run in runs_of[:1]]
+    run_states = locks.lock_run_states(held=held.values(), observed_runs=observed)
+    result = []
+    for dataflow in dataflows:
+        lock = _representative_lock(
+            [held[task_id] for task_id in task_ids_by_dataflow.get(dataflow["id"], []) if task_id in held],
+            dataflow["id"],
+        )
+        result.append(
+            PipelineOverview(
+                name=dataflow["name"],
+                deployment_id=dataflow["deployment_id"],
+                deployment_name=dataflow["deployment_name"],
+                cron=dataflow["cron"],
+                runs=runs_by_deployment.get(dataflow["deployment_id"], []),
+                lock=lock
+                and locks.lock_state(
+                    lock, run_state=run_states.get(lock.flow_run_id or ""), viewer_dataflow_id=dataflow["id"]
+                ),
+            )
+        )
+    return result

@@ -1,18 +1,93 @@
-"""Flow runs as the API sees them: state, logs, history, cancel — always through the caller's org."""
+"""Flow runs: starting one (a pipeline's, a manual dataflow's or a single task's — one function for all), and
+reading them as the API sees them: state, logs, history, cancel — always through the caller's org."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
+from dataclasses import dataclass
+
+from django.db import transaction
 
 from ddpui.errors import NotFound
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org, OrgUser
-from ddpui.prefect_client import ProxyNotFound, get_proxy
+from ddpui.models.tasks import OrgTask
+from ddpui.prefect_client import LOG_PAGE_LIMIT, ProxyNotFound, get_proxy
+from ddpui.services import locks
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.pipelines import dataflow_get
-from ddpui.services.run_states import is_terminal, run_state_apply
+from ddpui.services.run_states import is_terminal, locks_acquire_or_heal, run_state_apply
+from ddpui.services.selectors import dataflow_get
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One page of a run's logs, oldest first; `next_offset` is None once the run is over and all was read."""
+
+    lines: list[dict]
+    offset: int
+    next_offset: int | None
+
+
+def run_start(
+    *,
+    org: Org,
+    orguser: OrgUser | None,
+    orgtasks: list[OrgTask],
+    dataflow: OrgDataFlowv1 | None = None,
+    adhoc_task: dict | None = None,
+    parameters: dict | None = None,
+) -> PrefectFlowRun:
+    """Starts a run: of `dataflow`'s deployment (a pipeline, a connection's sync, a task's own deployment),
+    or — without a dataflow — of the single task `adhoc_task` (its task config) through the proxy's ad-hoc
+    route. The locks of every org task in `orgtasks` are taken first, all or none (TaskLocked, a 409,
+    naming the holders; locks of runs that are over are healed first); if the run cannot be created they are
+    released. The run is recorded as scheduled
+    and the audit row written in one transaction with the locks' run id."""
+    if (dataflow is None) == (adhoc_task is None):
+        raise ValueError("run_start needs a dataflow or an ad-hoc task, not both")
+    held = locks_acquire_or_heal(orgtasks=orgtasks, locked_by=orguser, dataflow=dataflow)
+    try:
+        if dataflow is not None:
+            run = get_proxy().deployment(dataflow.deployment_id).create_run(parameters=parameters)
+        else:
+            run = get_proxy().task_runs.start(org_slug=org.slug, task=adhoc_task)
+    except Exception:
+        locks.locks_release(locks=held)
+        raise
+    with transaction.atomic():
+        locks.locks_attach_run(locks=held, flow_run_id=run.id)
+        record, _ = run_state_apply(
+            org=org,
+            run={
+                "flow_run_id": run.id,
+                "name": run.name,
+                "deployment_id": dataflow.deployment_id if dataflow is not None else None,
+                "state_type": "SCHEDULED",
+                "state_name": "Scheduled",
+            },
+        )
+        if dataflow is not None:
+            audit_record(
+                org=org,
+                orguser=orguser,
+                action=AuditAction.PIPELINE_RUN_TRIGGERED,
+                object_type="pipeline",
+                object_id=dataflow.deployment_id,
+                details={"flow_run_id": run.id, "name": dataflow.name, "locked_tasks": len(held)},
+            )
+        else:
+            audit_record(
+                org=org,
+                orguser=orguser,
+                action=AuditAction.TASK_RUN_TRIGGERED,
+                object_type="task",
+                object_id=str(orgtasks[0].uuid),
+                details={"flow_run_id": run.id, "slug": orgtasks[0].task.slug},
+            )
+    return record
 
 
 def _not_found(flow_run_id: str) -> NotFound:
@@ -45,17 +120,47 @@ def run_get(*, org: Org, flow_run_id: str) -> PrefectFlowRun:
     return record
 
 
-def run_logs(*, org: Org, flow_run_id: str, offset: int = 0, limit: int | None = None) -> dict:
+def run_logs(*, org: Org, flow_run_id: str, offset: int = 0, limit: int | None = None) -> LogPage:
     record = PrefectFlowRun.objects.filter(flow_run_id=flow_run_id, org=org).first()
     if record is None:
         run_get(org=org, flow_run_id=flow_run_id)  # authorizes (404 otherwise) and records the run
-    return get_proxy().flow_run(flow_run_id).logs(offset=offset, limit=limit)
+    page = get_proxy().flow_run(flow_run_id).logs(offset=offset, limit=limit)
+    return LogPage(lines=page.get("logs") or [], offset=page.get("offset", offset), next_offset=page.get("next_offset"))
 
 
-def run_history(*, org: Org, deployment_id: str, limit: int) -> list[PrefectFlowRun]:
+def run_wait(
+    *, org: Org, flow_run_id: str, timeout_seconds: float, poll_seconds: float = 0.5, max_log_lines: int = 1000
+) -> tuple[PrefectFlowRun, list[dict]]:
+    """Waits (at most `timeout_seconds`) for a run of the org to end, recording each state it is seen in (a
+    terminal one releases its locks). Returns the record and, once the run has ended, its log lines (the
+    first `max_log_lines`); while it still runs, no lines."""
+    deadline = time.monotonic() + max(timeout_seconds, 0)
+    proxy = get_proxy()
+    while True:
+        record, _ = run_state_apply(org=org, run=proxy.flow_run(flow_run_id).state())
+        if is_terminal(record.state_type) or time.monotonic() >= deadline:
+            break
+        time.sleep(min(poll_seconds, max(deadline - time.monotonic(), 0)))
+    if not is_terminal(record.state_type):
+        return record, []
+    lines: list[dict] = []
+    while len(lines) < max_log_lines:
+        page = proxy.flow_run(flow_run_id).logs(offset=len(lines), limit=LOG_PAGE_LIMIT)
+        batch = page.get("logs") or []
+        lines.extend(batch)
+        if len(batch) < LOG_PAGE_LIMIT:
+            break
+    return record, lines[:max_log_lines]
+
+
+def run_history(*, org: Org, deployment_id: str, limit: int, offset: int = 0) -> list[PrefectFlowRun]:
     """Our records of a pipeline's runs, newest first; runs not yet finished are refreshed from Prefect."""
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
-    records = list(PrefectFlowRun.objects.filter(deployment_id=dataflow.deployment_id).order_by("-created_at")[:limit])
+    records = list(
+        PrefectFlowRun.objects.filter(deployment_id=dataflow.deployment_id).order_by("-created_at")[
+            offset : offset + limit
+        ]
+    )
     proxy = get_proxy()
     refreshed = []
     for record in records:
@@ -71,13 +176,14 @@ def run_cancel(*, org: Org, orguser: OrgUser, flow_run_id: str) -> PrefectFlowRu
     if not is_terminal(run.get("state_type")):
         get_proxy().flow_run(flow_run_id).cancel()
         run = get_proxy().flow_run(flow_run_id).state()
-    record, _ = run_state_apply(org=org, run=run)
-    audit_record(
-        org=org,
-        orguser=orguser,
-        action=AuditAction.RUN_CANCELLED,
-        object_type="flow_run",
-        object_id=flow_run_id,
-        details={"state": record.state_name or record.state_type},
-    )
+    with transaction.atomic():
+        record, _ = run_state_apply(org=org, run=run)
+        audit_record(
+            org=org,
+            orguser=orguser,
+            action=AuditAction.RUN_CANCELLED,
+            object_type="flow_run",
+            object_id=flow_run_id,
+            details={"state": record.state_name or record.state_type},
+        )
     return record

@@ -3,55 +3,52 @@
 Making the transform tasks makes the org's dbt CLI profile block and links it to the dbt workspace: the
 dbt project's profile name, the workspace's schema, and the credentials the proxy derives from the
 warehouse's credentials block (Django never holds them here). Deleting the tasks deletes the profile.
+Each dbt-run task has a deployment of its own (a manual dataflow, as a connection's sync has), made and
+deleted with the task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.utils import timezone
 
-from ddpui.errors import Conflict, InvalidInput
-from ddpui.models.dataflows import OrgDataFlowv1
-from ddpui.models.locks import TaskLock
+from ddpui.errors import Conflict, InvalidInput, NotFound
+from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
+from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
 from ddpui.models.tasks import OrgTask, Task, TaskType
-from ddpui.prefect_client import get_proxy
-from ddpui.services import locks
+from ddpui.prefect_client import ProxyNotFound, get_proxy
+from ddpui.services import locks, runs
+from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.orgs import Rollback, block_name_for, prefect_block_delete
-from ddpui.services.run_states import locks_acquire_or_heal, run_state_apply
-from ddpui.services.selectors import orgtask_get
-from ddpui.services.task_config import OrgContext, pipeline_order
+from ddpui.services.run_states import is_terminal
+from ddpui.services.selectors import manual_dataflows_of, orgtask_get
+from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 from ddpui.services.warehouse import profile_block_get
 
 DBT_TARGET = "default"
 SYSTEM_TRANSFORM_SLUGS = ["git-pull", "dbt-clean", "dbt-deps", "dbt-run", "dbt-test", "dbt-docs-generate"]
 TRANSFORM_TYPES = [TaskType.GIT, TaskType.DBT]
+# the long-running tasks, which get a deployment of their own (the web app runs them through it, like Dalgo)
+DEPLOYED_TASK_SLUGS = ["dbt-run"]
+# the flags and options the custom-task form offers for each task (Dalgo's list); others take none
+TASK_PARAMETERS: dict[str, tuple[list[str], list[str]]] = {
+    "dbt-deps": (["upgrade"], ["add-package"]),
+    "dbt-run": (["full-refresh"], ["select", "exclude"]),
+    "dbt-test": ([], ["select", "exclude"]),
+    "dbt-seed": ([], ["select"]),
+}
 # dbt flags and options become words of a bash command line: only plain tokens, no shell syntax
 _FLAG = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
 _OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:+/,@=][A-Za-z0-9_.:+/,@=\-]{0,199}$")
 _PROFILE_LINE = re.compile(r"^profile:\s*[\"']?([A-Za-z0-9_\-]+)", re.MULTILINE)
-
-
-def lock_view(lock: TaskLock | None, *, last_run: dict | None = None) -> dict | None:
-    """How a lock is shown: who holds it, since when, and whether its run is known to be running."""
-    if lock is None:
-        return None
-    same_run = bool(last_run and lock.flow_run_id and str(last_run.get("flow_run_id")) == lock.flow_run_id)
-    if same_run and last_run.get("state_type") == "RUNNING":
-        status = "running"
-    elif lock.flow_run_id is None or (same_run and last_run.get("state_type") in ("SCHEDULED", "PENDING")):
-        status = "queued"
-    else:
-        status = "locked"
-    return {
-        "status": status,
-        "flowRunId": lock.flow_run_id,
-        "lockedBy": lock.locked_by.user.email if lock.locked_by_id else None,
-        "lockedAt": lock.locked_at,
-        "lockingPipeline": lock.locking_dataflow.name if lock.locking_dataflow_id else None,
-    }
 
 
 def dbt_profile_name(project_dir: str, default: str) -> str:
@@ -68,22 +65,36 @@ def _transform_tasks(org: Org) -> list[OrgTask]:
     return list(OrgTask.objects.select_related("task").filter(org=org, task__type__in=TRANSFORM_TYPES).order_by("id"))
 
 
-def transform_tasks_list(*, org: Org) -> list[dict]:
-    """The org's git and dbt tasks in pipeline order, with their locks: 2 queries whatever their number."""
+@dataclass(frozen=True)
+class TransformTaskView:
+    """A git or dbt task of the org as the transform page lists it."""
+
+    orgtask: OrgTask
+    seq: int  # its place in pipeline order, from 0
+    deployment_id: str | None  # its own (manual) deployment, for the tasks that have one
+    lock: locks.LockState | None
+
+
+def transform_tasks_list(*, org: Org) -> list[TransformTaskView]:
+    """The org's git and dbt tasks in pipeline order, with their locks: at most 4 queries whatever their number."""
     ordered = pipeline_order(list(enumerate(_transform_tasks(org))))
-    held = locks.locks_status(orgtask_ids=[task.id for task in ordered])
-    return [
-        {
-            "uuid": str(task.uuid),
-            "slug": task.task.slug,
-            "type": task.task.type,
-            "command": task.command_text(),
-            "generatedBy": task.generated_by,
-            "seq": seq,
-            "lock": lock_view(held.get(task.id)),
-        }
-        for seq, task in enumerate(ordered)
-    ]
+    ids = [task.id for task in ordered]
+    held = locks.locks_status(orgtask_ids=ids)
+    run_states = locks.lock_run_states(held=held.values())
+    deployments = manual_dataflows_of(org=org, orgtask_ids=ids)
+    views = []
+    for seq, task in enumerate(ordered):
+        lock = held.get(task.id)
+        manual = deployments.get(task.id)
+        views.append(
+            TransformTaskView(
+                orgtask=task,
+                seq=seq,
+                deployment_id=manual.deployment_id if manual else None,
+                lock=lock and locks.lock_state(lock, run_state=run_states.get(lock.flow_run_id or "")),
+            )
+        )
+    return views
 
 
 def _profile_link(*, org: Org, dbt: OrgDbt, rollback: Rollback) -> None:
@@ -117,14 +128,66 @@ def _profile_link(*, org: Org, dbt: OrgDbt, rollback: Rollback) -> None:
     dbt.save(update_fields=["cli_profile_block", "updated_at"])
 
 
-def transform_tasks_create(*, org: Org) -> list[dict]:
-    """Makes the dbt profile block and the system tasks. A second call changes nothing and calls nothing;
-    if any step fails, the profile block made here is deleted and no row is written."""
+def _deployment_name(orgtask: OrgTask) -> str:
+    return f"manual-{orgtask.org.slug}-{orgtask.task.slug}-{uuid.uuid4().hex[:8]}"
+
+
+def _task_deployment_create(*, org: Org, orgtask: OrgTask, rollback: Rollback) -> OrgDataFlowv1:
+    """The task's own manual deployment (one run of exactly this task) and its dataflow row. The deployment is
+    undone by `rollback` if the operation fails later; the rows are the caller's transaction's."""
+    name = _deployment_name(orgtask)
+    deployment = get_proxy().deployments.create(
+        name=name,
+        org_slug=org.slug,
+        parameters=deployment_parameters(org=org, orgtasks=[orgtask]),
+        work_pool_name=settings.PREFECT_WORK_POOL,
+    )
+    rollback.add(f"deployment {deployment.id}", lambda: _deployment_delete(deployment.id))
+    dataflow = OrgDataFlowv1.objects.create(
+        org=org,
+        name=f"{orgtask.task.label} ({orgtask.command_text()})"[:100],
+        deployment_id=deployment.id,
+        deployment_name=name,
+        dataflow_type=OrgDataFlowv1.DataflowType.MANUAL,
+    )
+    DataflowOrgTask.objects.create(dataflow=dataflow, orgtask=orgtask, seq=0)
+    return dataflow
+
+
+def _deployment_delete(deployment_id: str) -> None:
+    with contextlib.suppress(ProxyNotFound):  # already gone from Prefect: nothing to undo
+        get_proxy().deployment(deployment_id).delete()
+
+
+def task_deployments_delete(*, org: Org, orgtasks: list[OrgTask]) -> None:
+    """Deletes the tasks' own deployments (in Prefect, then their dataflow rows). Deployments already gone are
+    skipped, so a delete that failed half-way can be sent again."""
+    manual = manual_dataflows_of(org=org, orgtask_ids=[task.id for task in orgtasks])
+    for dataflow in manual.values():
+        _deployment_delete(dataflow.deployment_id)
+    OrgDataFlowv1.objects.filter(id__in=[dataflow.id for dataflow in manual.values()]).delete()
+
+
+def transform_tasks_create(*, org: Org, orguser: OrgUser | None = None) -> list[TransformTaskView]:
+    """Makes the dbt profile block, the system tasks, and the own deployment of each dbt-run task that lacks
+    one. A second call changes nothing and calls nothing; two calls at once are serialized (the second finds
+    the first's work). If any step fails, the blocks and deployments made here are deleted and no row is
+    written."""
     with Rollback(f"creating the transform tasks of {org.slug}") as rollback, transaction.atomic():
-        dbt = OrgDbt.objects.select_for_update().filter(org=org).first()
-        if dbt is None:
+        # a write first: it serializes concurrent calls on every database (a row lock on PostgreSQL, the
+        # write lock on SQLite), so the second one reads what the first one made
+        try:
+            claimed = OrgDbt.objects.filter(org=org).update(updated_at=timezone.now())
+        except OperationalError as error:
+            # SQLite when it cannot wait for the write lock (a shared-cache database answers "locked" at once)
+            if "locked" not in str(error):
+                raise
+            raise Conflict("the transform tasks are being created by another request: try again") from None
+        if not claimed:
             raise InvalidInput("your organization has no dbt workspace: set one up with POST /api/dbt/workspace/")
-        if dbt.cli_profile_block_id is None:
+        dbt = OrgDbt.objects.select_for_update().get(org=org)
+        made_profile = dbt.cli_profile_block_id is None
+        if made_profile:
             _profile_link(org=org, dbt=dbt, rollback=rollback)
         existing = set(
             OrgTask.objects.filter(
@@ -132,17 +195,37 @@ def transform_tasks_create(*, org: Org) -> list[dict]:
             ).values_list("task__slug", flat=True)
         )
         missing = [slug for slug in SYSTEM_TRANSFORM_SLUGS if slug not in existing]
+        created = []
         if missing:
             tasks = {task.slug: task for task in Task.objects.filter(slug__in=missing)}
-            OrgTask.objects.bulk_create(
+            created = OrgTask.objects.bulk_create(
                 [OrgTask(org=org, task=tasks[slug], generated_by=OrgTask.GeneratedBy.SYSTEM) for slug in missing]
+            )
+        deployed = OrgTask.objects.select_related("task", "org").filter(org=org, task__slug__in=DEPLOYED_TASK_SLUGS)
+        have_deployment = manual_dataflows_of(org=org, orgtask_ids=[task.id for task in deployed])
+        for orgtask in deployed:
+            if orgtask.id not in have_deployment:
+                _task_deployment_create(org=org, orgtask=orgtask, rollback=rollback)
+        if made_profile or created:
+            audit_record(
+                org=org,
+                orguser=orguser,
+                action=AuditAction.TRANSFORM_TASKS_CREATED,
+                object_type="org",
+                object_id=org.slug,
+                details={"tasks": missing, "profile_block": made_profile},
             )
     return transform_tasks_list(org=org)
 
 
 def _pipelines_using(orgtasks: list[OrgTask]) -> list[str]:
+    """The pipelines that run any of the tasks (their own manual deployments do not count)."""
     return sorted(
-        set(OrgDataFlowv1.objects.filter(dataflow_orgtasks__orgtask__in=orgtasks).values_list("name", flat=True))
+        set(
+            OrgDataFlowv1.objects.filter(
+                dataflow_orgtasks__orgtask__in=orgtasks, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE
+            ).values_list("name", flat=True)
+        )
     )
 
 
@@ -158,19 +241,29 @@ def orgtasks_refuse_if_used(orgtasks: list[OrgTask], what: str) -> None:
         raise locks.TaskLocked(f"{what} running: {'; '.join(locks.describe_lock(lock) for lock in held)}", held)
 
 
-def transform_tasks_delete(*, org: Org) -> None:
-    """Deletes every git and dbt task of the org (system and custom) and the dbt profile block."""
+def transform_tasks_delete(*, org: Org, orguser: OrgUser | None = None) -> None:
+    """Deletes every git and dbt task of the org (system and custom), their own deployments and the dbt
+    profile block."""
     with transaction.atomic():
         orgtasks = _transform_tasks(org)
         orgtasks_refuse_if_used(orgtasks, "the transform tasks are")
         profile = profile_block_get(org=org)
+        # inside the transaction: if the proxy refuses, no row is deleted either
+        task_deployments_delete(org=org, orgtasks=orgtasks)
         if profile is not None:
-            # inside the transaction: if the proxy refuses, no row is deleted either
             prefect_block_delete(block_id=profile.block_id)
         OrgTask.objects.filter(id__in=[task.id for task in orgtasks]).delete()
         OrgDbt.objects.filter(org=org).update(cli_profile_block=None)
         if profile is not None:
             profile.delete()
+        audit_record(
+            org=org,
+            orguser=orguser,
+            action=AuditAction.TRANSFORM_TASKS_DELETED,
+            object_type="org",
+            object_id=org.slug,
+            details={"tasks": [task.task.slug for task in orgtasks]},
+        )
 
 
 def _option_values(key: str, value) -> list[str]:
@@ -191,8 +284,11 @@ def _option_values(key: str, value) -> list[str]:
     return checked
 
 
-def orgtask_create(*, org: Org, task_slug: str, flags: list[str], options: dict) -> OrgTask:
-    """A custom dbt command, e.g. `dbt run --select orders --full-refresh`."""
+def orgtask_create(
+    *, org: Org, task_slug: str, flags: list[str], options: dict, orguser: OrgUser | None = None
+) -> OrgTask:
+    """A custom dbt command, e.g. `dbt run --select orders --full-refresh`; a dbt-run one gets its own
+    deployment (the deployment first: if the proxy fails, nothing is stored)."""
     task = Task.objects.filter(slug=task_slug).first()
     if task is None:
         raise InvalidInput(f"unknown task '{task_slug}'")
@@ -209,39 +305,83 @@ def orgtask_create(*, org: Org, task_slug: str, flags: list[str], options: dict)
             raise InvalidInput(f"option '{key}' is not allowed: use a dbt option name such as select, without '--'")
         values = _option_values(key, value)
         checked_options[key] = values if isinstance(value, list) else values[0]
-    return OrgTask.objects.create(
-        org=org,
-        task=task,
-        parameters={"flags": list(flags), "options": checked_options},
-        generated_by=OrgTask.GeneratedBy.CLIENT,
-    )
+    with Rollback(f"creating the task {task_slug} of {org.slug}") as rollback, transaction.atomic():
+        orgtask = OrgTask.objects.create(
+            org=org,
+            task=task,
+            parameters={"flags": list(flags), "options": checked_options},
+            generated_by=OrgTask.GeneratedBy.CLIENT,
+        )
+        if task.slug in DEPLOYED_TASK_SLUGS:
+            _task_deployment_create(org=org, orgtask=orgtask, rollback=rollback)
+        audit_record(
+            org=org,
+            orguser=orguser,
+            action=AuditAction.TASK_CREATED,
+            object_type="task",
+            object_id=str(orgtask.uuid),
+            details={"slug": task.slug, "command": orgtask.command_text()},
+        )
+    return orgtask
 
 
-def orgtask_delete(*, org: Org, orgtask_uuid: str) -> None:
+def orgtask_delete(*, org: Org, orgtask_uuid: str, orguser: OrgUser | None = None) -> None:
+    """Deletes a git or dbt task and its own deployment. Refused while a pipeline uses it or it runs."""
     with transaction.atomic():
         orgtask = orgtask_get(org=org, orgtask_uuid=orgtask_uuid)
         if orgtask.task.type == TaskType.AIRBYTE:
             raise InvalidInput("a sync task goes with its connection: delete the connection instead")
         orgtasks_refuse_if_used([orgtask], f"the task {orgtask.task.slug} is")
+        # inside the transaction: if the proxy refuses, the task stays
+        task_deployments_delete(org=org, orgtasks=[orgtask])
+        audit_record(
+            org=org,
+            orguser=orguser,
+            action=AuditAction.TASK_DELETED,
+            object_type="task",
+            object_id=str(orgtask.uuid),
+            details={"slug": orgtask.task.slug, "command": orgtask.command_text()},
+        )
         orgtask.delete()
 
 
-def orgtask_run(*, org: Org, orguser: OrgUser, orgtask_uuid: str) -> dict:
-    """Starts one git or dbt task on a worker; returns at once. The task stays locked until the run ends
-    (the webhook and the reconciler release it); a second start meanwhile gets 409."""
+@dataclass(frozen=True)
+class TaskRunResult:
+    """A one-off task run: its record, and — when it ended within the wait — its log lines."""
+
+    run: PrefectFlowRun
+    ended: bool
+    log_lines: list[dict]
+
+
+def orgtask_run(*, org: Org, orguser: OrgUser, orgtask_uuid: str, wait_seconds: float = 0) -> TaskRunResult:
+    """Starts one git or dbt task on a worker — through its own deployment when it has one, else through the
+    proxy's ad-hoc route — then waits up to `wait_seconds` for it to end (the web app shows the task's output
+    from the answer). The task stays locked until the run ends; a second start meanwhile gets 409."""
     orgtask = orgtask_get(org=org, orgtask_uuid=orgtask_uuid)
     if orgtask.task.type == TaskType.AIRBYTE:
         raise InvalidInput("a sync runs through its connection's deployment, not as a single task")
+    # the task config checks the prerequisites (dbt workspace, profile) before anything is locked or started
     task = OrgContext(org).task(orgtask, 0)
-    held = locks_acquire_or_heal(orgtasks=[orgtask], locked_by=orguser)
-    try:
-        run = get_proxy().task_runs.start(org_slug=org.slug, task=task)
-    except Exception:
-        locks.locks_release(locks=held)
-        raise
-    locks.locks_attach_run(locks=held, flow_run_id=run.id)
-    run_state_apply(
-        org=org,
-        run={"flow_run_id": run.id, "name": run.name, "state_type": "SCHEDULED", "state_name": "Scheduled"},
-    )
-    return {"flow_run_id": run.id, "name": run.name}
+    manual = manual_dataflows_of(org=org, orgtask_ids=[orgtask.id]).get(orgtask.id)
+    if manual is not None:
+        record = runs.run_start(org=org, orguser=orguser, orgtasks=[orgtask], dataflow=manual)
+    else:
+        record = runs.run_start(org=org, orguser=orguser, orgtasks=[orgtask], adhoc_task=task)
+    if wait_seconds <= 0:
+        return TaskRunResult(run=record, ended=False, log_lines=[])
+    record, lines = runs.run_wait(org=org, flow_run_id=record.flow_run_id, timeout_seconds=wait_seconds)
+    return TaskRunResult(run=record, ended=is_terminal(record.state_type), log_lines=lines)
+
+
+def transform_task_templates() -> list[Task]:
+    """The master list's git and dbt tasks (what a custom task can be made from)."""
+    return list(Task.objects.filter(type__in=TRANSFORM_TYPES).order_by("id"))
+
+
+def transform_task_parameters(*, slug: str) -> tuple[list[str], list[str]]:
+    """(flags, options) a task of the master list takes: what the custom-task form offers. NotFound for a slug
+    that is not a git or dbt task."""
+    if not Task.objects.filter(slug=slug, type__in=TRANSFORM_TYPES).exists():
+        raise NotFound(f"task {slug} not found: see GET /api/data/tasks/")
+    return TASK_PARAMETERS.get(slug, ([], []))

@@ -217,7 +217,7 @@ def test_no_secret_survives_a_migration_run(
         "/api/v1/audit",
     ):
         assert client.get(path, **headers).status_code == 200, path
-    assert client.get(f"/api/prefect/flow_runs/{run_id}/logs", **headers).json()["logs"]
+    assert client.get(f"/api/prefect/flow_runs/{run_id}/logs", **headers).json()["logs"]["logs"]
 
     secret_values = {
         "warehouse password": warehouse_password,

@@ -41,7 +41,7 @@ ID_KINDS = {
     "task_id": "task",
 }
 # a connector definition is Airbyte's catalogue, shared by every org: any real one will do
-FIXED_PARAMETERS = {"status": "inactive", "definition_id": "5a3b1e00-d0d0-4e3a-9000-000000000001"}
+FIXED_PARAMETERS = {"status": "inactive", "slug": "dbt-run", "definition_id": "5a3b1e00-d0d0-4e3a-9000-000000000001"}
 
 
 def _pipeline_body(a: dict) -> dict:
@@ -127,6 +127,8 @@ ROUTES: dict[tuple[str, str], Callable[[dict], dict | None]] = {
     ("GET", "/api/prefect/tasks/{orgtask_uuid}/"): lambda a: None,
     ("DELETE", "/api/prefect/tasks/{orgtask_uuid}/"): lambda a: None,
     ("POST", "/api/prefect/tasks/{orgtask_uuid}/run/"): lambda a: None,
+    ("GET", "/api/data/tasks/"): lambda a: None,
+    ("GET", "/api/data/tasks/{slug}/config/"): lambda a: None,
     ("POST", "/api/prefect/v1/flows/"): _pipeline_body,
     ("GET", "/api/prefect/v1/flows/"): lambda a: None,
     ("GET", "/api/prefect/v1/flows/{deployment_id}"): lambda a: None,
@@ -137,6 +139,9 @@ ROUTES: dict[tuple[str, str], Callable[[dict], dict | None]] = {
     ("GET", "/api/prefect/flow_runs/{flow_run_id}"): lambda a: None,
     ("GET", "/api/prefect/flow_runs/{flow_run_id}/logs"): lambda a: None,
     ("GET", "/api/prefect/v1/flows/{deployment_id}/flow_runs/history"): lambda a: None,
+    ("GET", "/api/prefect/flows/{deployment_id}/flow_runs/history"): lambda a: None,
+    ("POST", "/api/prefect/flows/{deployment_id}/set_schedule/{status}"): lambda a: None,
+    ("GET", "/api/dashboard/v1"): lambda a: None,
     ("POST", "/api/prefect/flow_runs/{flow_run_id}/cancel"): lambda a: None,
     ("GET", "/api/v1/audit"): lambda a: None,
 }

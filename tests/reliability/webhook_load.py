@@ -129,7 +129,7 @@ def build_scenario(*, org, orguser, make_orgtask, webhook_secret: str, seed: int
             transform_tasks=[TaskRef(key=str(task.uuid), seq=0)],
             cron=None,
         )
-        run_id = pipeline_run(org=org, orguser=orguser, deployment_id=dataflow.deployment_id)["flow_run_id"]
+        run_id = pipeline_run(org=org, orguser=orguser, deployment_id=dataflow.deployment_id).flow_run_id
         _set_state(run_id, final)
         run_ids.append(run_id)
     for i in range(10):

@@ -44,7 +44,10 @@ def test_new_user_sets_up_an_org_from_nothing(api, live, prefect, tmp_path):
     assert sorted(setup["transform_tasks"]) == sorted(
         ["git-pull", "dbt-clean", "dbt-deps", "dbt-run", "dbt-test", "dbt-docs-generate"]
     )
-    manual = OrgDataFlowv1.objects.get(org__slug=slug, dataflow_type="manual")
+    # the connection's manual dataflow (the dbt-run task has one of its own too)
+    manual = OrgDataFlowv1.objects.get(
+        org__slug=slug, dataflow_type="manual", dataflow_orgtasks__orgtask__task__slug="airbyte-sync"
+    )
     assert manual.deployment_id == setup["deployment_id"]
     link = DataflowOrgTask.objects.get(dataflow=manual)
     assert (link.seq, link.orgtask.connection_id) == (0, setup["connection_id"])

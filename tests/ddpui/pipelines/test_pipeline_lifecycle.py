@@ -73,7 +73,7 @@ def test_create_run_complete_and_history(live_services, tmp_path):
     assert results["airbyte-sync"]["records_synced"] > 0
     assert {n["unique_id"].split(".")[-1] for n in results["dbt-run"]["nodes"]} >= {"customer_orders", "daily_revenue"}
 
-    logs = client.get(f"/api/prefect/flow_runs/{run_id}/logs?offset=0", **headers).json()
+    logs = client.get(f"/api/prefect/flow_runs/{run_id}/logs?offset=0", **headers).json()["logs"]
     assert logs["logs"] and any("dbt" in line["message"] for line in logs["logs"])
     listed = client.get("/api/prefect/v1/flows/", **headers).json()
     assert listed[0]["lastRun"]["state_type"] == "COMPLETED" and listed[0]["lock"] is None
