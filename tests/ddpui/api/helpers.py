@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import httpx
 from django.test import Client
 
 from ddpui.models import Org
@@ -47,6 +48,7 @@ class Prefect:
 
     def __init__(self, api_url: str):
         self.api_url = api_url
+        self.http = httpx.Client(base_url=api_url, timeout=30)  # for a test's own reads
 
     def block_names(self, prefix: str) -> set[str]:
         body = {"block_documents": {"name": {"like_": prefix}}, "limit": 200}

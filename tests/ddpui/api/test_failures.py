@@ -40,30 +40,24 @@ def objects_in(emulator, kind: str, workspace_id: str) -> list:
 # ------------------------------------------------------------------------------------------ organizations
 
 
-@pytest.mark.parametrize("failure", ["airbyte down", "proxy down", "block name taken"])
+# (a block name already taken in Prefect is no failure: the org is created beside it, see
+# tests/reliability/test_create_races.py)
+@pytest.mark.parametrize("failure", ["airbyte down", "proxy down"])
 def test_org_create_failure_leaves_nothing(api, live, emulator, prefect, proxy_down, failure):
     name = unique("Failing Org")
     slug = slugify(name)
-    taken = None
     if failure == "airbyte down":
         emulator.configure(unavailable=True)
-    elif failure == "proxy down":
-        proxy_down()
     else:
-        taken = get_proxy().blocks.airbyte_server.create(
-            blockName=f"{slug}-airbyte-server", serverHost="elsewhere", serverPort=1, username="u", password="p"
-        )
+        proxy_down()
     response = api.post(
         "/api/v1/organizations/", {"name": name}, headers={"HTTP_AUTHORIZATION": f"Bearer {token_for(make_user())}"}
     )
-    expected = {"airbyte down": 503, "proxy down": 503, "block name taken": 502}[failure]
-    assert response.status_code == expected, response.content
+    assert response.status_code == 503, response.content
     assert not Org.objects.filter(slug=slug).exists()
     emulator.configure(unavailable=False)
     assert workspaces_named(emulator, slug) == []
-    assert prefect.block_names(slug) == ({f"{slug}-airbyte-server"} if taken else set())
-    if taken:  # the block we did not create is left alone
-        get_proxy().blocks.delete(taken["block_id"])
+    assert prefect.block_names(slug) == set()
 
 
 def test_workspace_attach_failure_leaves_nothing(api, live, emulator, proxy_down):
