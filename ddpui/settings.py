@@ -133,8 +133,8 @@ PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8085")
 PROXY_TOKEN = os.environ.get("PROXY_TOKEN", "local-proxy-token")
 PREFECT_WORK_POOL = os.environ.get("PREFECT_WORK_POOL", "ddpui")
 # how long POST /api/prefect/tasks/{uuid}/run/ waits for the task's run to end (it runs on a worker) so that
-# the web app can show its output; 0 answers at once
-TASK_RUN_WAIT_SECONDS = float(os.environ.get("DDPUI_TASK_RUN_WAIT_SECONDS", "120"))
+# the web app can show its output; 0 answers at once. Below the 60 s a reverse proxy (nginx) waits by default.
+TASK_RUN_WAIT_SECONDS = float(os.environ.get("DDPUI_TASK_RUN_WAIT_SECONDS", "55"))
 
 # Airbyte config API (/api/v1), HTTP basic auth.
 AIRBYTE_SERVER_HOST = os.environ.get("AIRBYTE_SERVER_HOST", "127.0.0.1")
