@@ -516,7 +516,10 @@ def bootstrap(api: Api, *, account: tuple[str, str], warehouse: dict, git_url: s
     _step(missing, f"dbt workspace from {git_url} (schema {DBT_SCHEMA})")
 
     tasks = api.get("/api/prefect/tasks/transform/")
-    if not all(any(t["slug"] == slug for t in tasks) for slug in TRANSFORM_SLUGS):
+    # posting again is idempotent and also gives each dbt-run task its own deployment if a demo made by an
+    # older ddpui lacks one (the web app runs dbt-run through it)
+    lacking = any(t["slug"] == "dbt-run" and not t.get("deploymentId") for t in tasks)
+    if lacking or not all(any(t["slug"] == slug for t in tasks) for slug in TRANSFORM_SLUGS):
         tasks = api.post("/api/prefect/tasks/transform/")
         _step(True, "transform tasks")
     else:
