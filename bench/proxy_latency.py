@@ -1,24 +1,38 @@
-"""Latency of proxy calls vs the same operation sent straight to Prefect's REST API (target: <= 1.3x).
+"""Latency of proxy calls vs the same operation sent straight to Prefect's REST API (target: p50 <= 1.2x, and
+the proxy's p95 within 3x of its p50 at 8 concurrent callers).
 
-Starts its own Prefect server and the proxy (uvicorn, 127.0.0.1), measures each operation both ways with
-the calls interleaved (so background work on the Prefect server hits both sides alike), prints p50/p95 and
-the ratios plus the machine it ran on, and stops everything. Not a test.
+For each Prefect server (SQLite, then PostgreSQL) it starts the server and the proxy (`python -m proxy`, as in
+production), measures every operation both ways with the calls interleaved (so the server's background work and
+the machine's other load hit both sides alike), first one caller at a time, then 8 callers at once, and prints
+p50/p95 per side, the ratios, and the machine with its load. Everything it starts is stopped. Not a test.
 
-    .venv/bin/python bench/proxy_latency.py [--iterations 200]
+    .venv/bin/python bench/proxy_latency.py                       # both servers; PostgreSQL started for the run
+    .venv/bin/python bench/proxy_latency.py --pg-dsn postgresql://postgres:postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/proxy_latency.py --servers sqlite --iterations 200
+
+A PostgreSQL server is started with scripts/postgres.sh in a temporary directory unless --pg-dsn (or
+DDPUI_TEST_PG_DSN) names one; the Prefect database is made on it and dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -30,31 +44,35 @@ from devtools.processes import ManagedProcess, PrefectServer, free_port, prefect
 
 TOKEN = "bench-token"
 POOL = "bench-idle"  # no worker polls it: created runs stay Scheduled
+CRON = "0 6 1 * *"  # monthly: Prefect's scheduler fills in a few runs per new deployment, not a hundred
+PARAMETERS = {"config": {"org_slug": "bench", "tasks": [{"seq": 0, "type": "Shell Operation", "commands": ["true"]}]}}
+RESULTS = [{"seq": 0, "slug": "shell", "type": "Shell Operation", "status": "success", "duration": 0.1}]
+LOG_LINES = 60
 
 
 def machine_info() -> str:
     cpu = platform.processor() or "?"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     memory = "?"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
                 break
-    except OSError:
-        pass
     import prefect
 
     return (
         f"{platform.system()} {platform.release()} | {cpu} | {os.cpu_count()} CPUs | {memory} RAM | "
-        f"Python {platform.python_version()} | Prefect {prefect.__version__} (SQLite)"
+        f"Python {platform.python_version()} | Prefect {prefect.__version__}"
     )
+
+
+def load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -62,216 +80,415 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(call: Callable[[], httpx.Response], counts: dict[str, int]) -> float | None:
+# ------------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Sides:
+    proxy: list[float] = field(default_factory=list)
+    direct: list[float] = field(default_factory=list)
+    retried: int = 0
+    unavailable: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+Call = Callable[[httpx.Client], httpx.Response]
+
+
+def timed(call: Call, client: httpx.Client, sides: Sides) -> float | None:
     """One call's wall time in ms, or None if Prefect stayed unavailable.
 
-    A 503 (Prefect's SQLite busy) is retried after 2, 4, 8 s, as Prefect's client does (the proxy's client
-    retries inside the proxy call the same way).
+    A 503 (Prefect's database busy) is retried after 2, 4, 8 s, as Prefect's client does (the proxy's client
+    retries inside the proxy call the same way); the retries count in the time.
     """
     started = time.perf_counter()
     for attempt in range(4):
-        response = call()
+        response = call(client)
         if response.status_code != 503:
             break
-        counts["retried"] += 1
+        with sides.lock:
+            sides.retried += 1
         time.sleep(2 ** (attempt + 1))
     elapsed = time.perf_counter() - started
     if response.status_code == 503:
-        counts["unavailable"] += 1
+        with sides.lock:
+            sides.unavailable += 1
         return None
     if response.status_code >= 300:
         request = response.request
-        raise RuntimeError(f"{request.method} {request.url} -> {response.status_code}: {response.text}")
+        raise RuntimeError(f"{request.method} {request.url} -> {response.status_code}: {response.text[:500]}")
     return elapsed * 1000
 
 
-def compare(name: str, proxy_call, direct_call, iterations: int, warmup: int = 10) -> dict:
-    counts = {"retried": 0, "unavailable": 0}
-    for _ in range(warmup):
-        measure(proxy_call, counts)
-        measure(direct_call, counts)
-    counts = {"retried": 0, "unavailable": 0}
-    proxy_ms: list[float] = []
-    direct_ms: list[float] = []
-    for index in range(iterations):
-        # alternate which side goes first so neither always follows the other's side effects
-        pair = [(proxy_ms, proxy_call), (direct_ms, direct_call)]
-        for samples, call in pair if index % 2 == 0 else reversed(pair):
-            elapsed = measure(call, counts)
-            if elapsed is not None:
-                samples.append(elapsed)
-    return {
-        "name": name,
-        "proxy_p50": statistics.median(proxy_ms),
-        "proxy_p95": percentile(proxy_ms, 0.95),
-        "direct_p50": statistics.median(direct_ms),
-        "direct_p95": percentile(direct_ms, 0.95),
-        "retried": counts["retried"],
-        "unavailable": counts["unavailable"],
-    }
+@dataclass
+class Servers:
+    proxy_url: str
+    api_url: str
+
+    def clients(self) -> tuple[httpx.Client, httpx.Client]:
+        """A keep-alive client for each side (as Django keeps one for the proxy)."""
+        return (
+            httpx.Client(base_url=self.proxy_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60),
+            httpx.Client(base_url=self.api_url, timeout=60),
+        )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=200)
-    args = parser.parse_args()
-
-    home = Path(tempfile.mkdtemp(prefix="ddpui-bench-proxy-"))
-    os.environ["PREFECT_HOME"] = str(home)  # this process imports prefect's schemas: keep its files here too
-    server = PrefectServer(home)
-    proxy_port = free_port()
-    proxy = ManagedProcess(
-        [sys.executable, "-m", "proxy", "--host", "127.0.0.1", "--port", str(proxy_port), "--log-level", "warning"],
-        env=prefect_env(
-            server.api_url,
-            home,
-            PROXY_TOKEN=TOKEN,
-            PROXY_WORK_POOL=POOL,
-            PYTHONPATH=str(REPO_ROOT),
-        ),
-        log_path=home / "proxy.log",
-        cwd=REPO_ROOT,
-    )
-    try:
-        print("starting the Prefect server ...", flush=True)
-        server.start()
-        proxy.start()
-        proxy_url = f"http://127.0.0.1:{proxy_port}"
-        wait_http_ok(f"{proxy_url}/proxy/health", timeout=60, process=proxy.process, log=proxy.log_path)
-
-        with (
-            httpx.Client(base_url=proxy_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as via_proxy,
-            httpx.Client(base_url=server.api_url, timeout=30) as direct,
-        ):
-            results = run_benchmark(via_proxy, direct, args.iterations)
-            print_results(results, args.iterations)
-    finally:
-        proxy.stop()
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    return 0
+def interleaved(servers: Servers, proxy_call: Call, direct_call: Call, pairs: int, sides: Sides, first: int) -> None:
+    """`pairs` calls each way on one caller's own clients, alternating which side goes first."""
+    via_proxy, direct = servers.clients()
+    with via_proxy, direct:
+        for index in range(pairs):
+            order = [(sides.proxy, proxy_call, via_proxy), (sides.direct, direct_call, direct)]
+            if (index + first) % 2:
+                order.reverse()
+            for samples, call, client in order:
+                elapsed = timed(call, client, sides)
+                if elapsed is not None:
+                    with sides.lock:
+                        samples.append(elapsed)
 
 
-def run_benchmark(via_proxy: httpx.Client, direct: httpx.Client, iterations: int) -> list[dict]:
+def compare(servers: Servers, proxy_call: Call, direct_call: Call, *, pairs: int, callers: int) -> Sides:
+    """`callers` callers at once, each making `pairs` interleaved pairs (after a short warm-up each way)."""
+    warmup = Sides()
+    interleaved(servers, proxy_call, direct_call, 3, warmup, 0)
+    sides = Sides()
+    if callers == 1:
+        interleaved(servers, proxy_call, direct_call, pairs, sides, 0)
+        return sides
+    start = threading.Barrier(callers)
+
+    def caller(index: int) -> None:
+        start.wait()
+        interleaved(servers, proxy_call, direct_call, pairs, sides, index)
+
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(caller, range(callers)))
+    return sides
+
+
+# ------------------------------------------------------------------------------------------- the operations
+
+
+@dataclass
+class Fixtures:
+    flow_id: str
+    deployment_id: str
+    create_target: str
+    filter_target: str
+    flow_run_id: str
+    secret_name: str
+
+
+def set_up(servers: Servers) -> Fixtures:
+    """A work pool nobody polls, deployments with a few runs, a finished run with results and logs, a secret."""
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.workers.process import ProcessWorker
 
-    pool = WorkPoolCreate(name=POOL, type="process", base_job_template=ProcessWorker.get_default_base_job_template())
-    direct.post("/work_pools/", json=pool.model_dump(mode="json")).raise_for_status()
-
-    parameters = {
-        "config": {"org_slug": "bench", "tasks": [{"seq": 0, "type": "Shell Operation", "commands": ["true"]}]}
-    }
-    deployment_ids = []
-    for _ in range(50):
-        response = via_proxy.post(
-            "/proxy/v1/deployments/",
-            json={"deployment_name": f"bench-{uuid.uuid4().hex[:8]}", "org_slug": "bench", "parameters": parameters},
+    via_proxy, direct = servers.clients()
+    with via_proxy, direct:
+        pool = WorkPoolCreate(
+            name=POOL, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
         )
-        response.raise_for_status()
-        deployment_ids.append(response.json()["deployment_id"])
-    deployment_id = deployment_ids[0]
-    # the create-flow-run measurement adds hundreds of runs: give them a deployment of their own, so the batch
-    # read below sees the usual picture (a few recent runs per pipeline)
-    response = via_proxy.post(
-        "/proxy/v1/deployments/",
-        json={"deployment_name": "bench-create-runs", "org_slug": "bench-other", "parameters": parameters},
-    )
-    response.raise_for_status()
-    create_target = response.json()["deployment_id"]
-    for each in deployment_ids:
-        for _ in range(3):
-            via_proxy.post(f"/proxy/deployments/{each}/flow_run", json={}).raise_for_status()
-    via_proxy.put("/proxy/blocks/secret/", json={"blockName": "bench-secret", "secret": "s3cr3t"}).raise_for_status()
+        direct.post("/work_pools/", json=pool.model_dump(mode="json")).raise_for_status()
 
-    now = "2100-01-01T00:00:00Z"
-    results = [
-        compare(
-            "GET deployment",
-            lambda: via_proxy.get(f"/proxy/deployments/{deployment_id}"),
-            lambda: direct.get(f"/deployments/{deployment_id}"),
-            iterations,
+        def deployment(name: str) -> str:
+            response = via_proxy.post(
+                "/proxy/v1/deployments/",
+                json={"deployment_name": name, "org_slug": "bench", "parameters": PARAMETERS, "work_pool_name": POOL},
+            )
+            response.raise_for_status()
+            return response.json()["deployment_id"]
+
+        deployment_id = deployment("bench-read")
+        filter_target = deployment("bench-filter")
+        create_target = deployment("bench-create-runs")  # the runs the create measurement adds go here
+        for _ in range(12):
+            via_proxy.post(f"/proxy/deployments/{filter_target}/flow_run", json={}).raise_for_status()
+        flow_id = direct.get(f"/deployments/{deployment_id}").json()["flow_id"]
+
+        # a finished run with its task-results artifact and a page of logs, as a pipeline run leaves them
+        flow_run_id = via_proxy.post(f"/proxy/deployments/{deployment_id}/flow_run", json={}).json()["flow_run_id"]
+        for state in ("RUNNING", "COMPLETED"):
+            direct.post(
+                f"/flow_runs/{flow_run_id}/set_state", json={"state": {"type": state}, "force": True}
+            ).raise_for_status()
+        direct.post(
+            "/artifacts/",
+            json={"key": "task-results", "type": "table", "data": json.dumps(RESULTS), "flow_run_id": flow_run_id},
+        ).raise_for_status()
+        started = datetime.now(UTC)
+        logs = [
+            {
+                "name": "prefect.flow_runs",
+                "level": 20,
+                "message": f"line {index}: dbt run finished; {index * 7} models, 0 errors",
+                "timestamp": (started + timedelta(milliseconds=index)).isoformat(),
+                "flow_run_id": flow_run_id,
+            }
+            for index in range(LOG_LINES)
+        ]
+        direct.post("/logs/", json=logs).raise_for_status()
+        secret_name = "bench-secret"
+        via_proxy.put("/proxy/blocks/secret/", json={"blockName": secret_name, "secret": "s3cr3t"}).raise_for_status()
+    return Fixtures(flow_id, deployment_id, create_target, filter_target, flow_run_id, secret_name)
+
+
+def operations(fixtures: Fixtures, created: list[str]) -> list[tuple[str, Call, Call]]:
+    """(name, the proxy call, the same operation sent to Prefect directly). The deployments the create
+    measurement makes are listed in `created`, to be deleted after it (so that Prefect's scheduler does not
+    go on filling in their runs while the next operations are measured)."""
+    f = fixtures
+    future = "2100-01-01T00:00:00Z"
+
+    def proxy_create_deployment(client: httpx.Client) -> httpx.Response:
+        body = {
+            "deployment_name": f"bench-{uuid.uuid4().hex[:12]}",
+            "org_slug": "bench",
+            "parameters": PARAMETERS,
+            "cron": CRON,
+            "work_pool_name": POOL,
+        }
+        response = client.post("/proxy/v1/deployments/", json=body)
+        if response.status_code == 201:
+            created.append(response.json()["deployment_id"])
+        return response
+
+    def direct_create_deployment(client: httpx.Client) -> httpx.Response:
+        # what the proxy asks Prefect to store, sent by a caller that already knows the flow's id
+        body = {
+            "name": f"bench-{uuid.uuid4().hex[:12]}",
+            "flow_id": f.flow_id,
+            "parameters": PARAMETERS,
+            "tags": ["bench"],
+            "work_pool_name": POOL,
+            "entrypoint": "prefect_flows.py:pipeline_flow",
+            "path": str(REPO_ROOT),
+            "pull_steps": [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}],
+            "schedules": [{"schedule": {"cron": CRON, "timezone": "UTC"}, "active": True}],
+            "enforce_parameter_schema": False,
+        }
+        response = client.post("/deployments/", json=body)
+        if response.status_code < 300:
+            created.append(response.json()["id"])
+        return response
+
+    return [
+        (
+            "read deployment",
+            lambda c: c.get(f"/proxy/deployments/{f.deployment_id}"),
+            lambda c: c.get(f"/deployments/{f.deployment_id}"),
         ),
-        compare(
-            "read secret block by name",
-            lambda: via_proxy.get("/proxy/blocks/secret/bench-secret"),
-            lambda: direct.get(
-                "/block_types/slug/secret/block_documents/name/bench-secret", params={"include_secrets": "false"}
-            ),
-            iterations,
+        ("create cron deployment", proxy_create_deployment, direct_create_deployment),
+        (
+            "create flow run",
+            lambda c: c.post(f"/proxy/deployments/{f.create_target}/flow_run", json={}),
+            lambda c: c.post(f"/deployments/{f.create_target}/create_flow_run", json={"parameters": {}, "tags": []}),
         ),
-        compare(
-            "filter flow runs (1 deployment, 10 newest)",
-            lambda: via_proxy.post(
-                "/proxy/flow_runs/filter", json={"deployment_ids": [deployment_id], "limit": 10, "include_future": True}
+        (
+            "read flow run",
+            lambda c: c.get(f"/proxy/flow_runs/{f.flow_run_id}"),
+            lambda c: c.get(f"/flow_runs/{f.flow_run_id}"),
+        ),
+        (
+            f"read logs ({LOG_LINES} lines)",
+            lambda c: c.get(f"/proxy/flow_runs/logs/{f.flow_run_id}"),
+            lambda c: c.post(
+                "/logs/filter",
+                json={
+                    "logs": {"flow_run_id": {"any_": [f.flow_run_id]}},
+                    "sort": "TIMESTAMP_ASC",
+                    "offset": 0,
+                    "limit": 200,
+                },
             ),
-            lambda: direct.post(
+        ),
+        (
+            "filter runs (1 deployment, 10 newest)",
+            lambda c: c.post(
+                "/proxy/flow_runs/filter",
+                json={"deployment_ids": [f.filter_target], "limit": 10, "include_future": True},
+            ),
+            lambda c: c.post(
                 "/flow_runs/filter",
                 json={
-                    "deployments": {"id": {"any_": [deployment_id]}},
-                    "flow_runs": {"expected_start_time": {"before_": now}},
+                    "deployments": {"id": {"any_": [f.filter_target]}},
+                    "flow_runs": {"expected_start_time": {"before_": future}},
                     "sort": "START_TIME_DESC",
                     "limit": 10,
                 },
             ),
-            iterations,
         ),
-        compare(
-            "create flow run",
-            lambda: via_proxy.post(f"/proxy/deployments/{create_target}/flow_run", json={}),
-            lambda: direct.post(
-                f"/deployments/{create_target}/create_flow_run",
-                json={"parameters": {}, "tags": []},  # the body the proxy sends
+        (
+            "secret read",
+            lambda c: c.get(f"/proxy/blocks/secret/{f.secret_name}"),
+            lambda c: c.get(
+                f"/block_types/slug/secret/block_documents/name/{f.secret_name}", params={"include_secrets": "false"}
             ),
-            min(iterations, 100),  # every call writes: keep SQLite's write lock from dominating
         ),
     ]
 
-    # The list page's batch read: one proxy call vs the 50 calls a caller would otherwise send to Prefect.
-    def fifty_direct_calls() -> httpx.Response:
-        response = None
-        for each in deployment_ids:
-            response = direct.post(
-                "/flow_runs/filter",
-                json={"deployments": {"id": {"any_": [each]}}, "sort": "START_TIME_DESC", "limit": 1},
-            )
-        return response
 
-    results.append(
-        compare(
-            "last run of 50 deployments (1 proxy call vs 50 sequential Prefect calls)",
-            lambda: via_proxy.post(
-                "/proxy/flow_runs/filter",
-                json={"deployment_ids": deployment_ids, "limit_per_deployment": 1, "include_future": True},
-            ),
-            fifty_direct_calls,
-            max(10, iterations // 10),
-            warmup=2,
-        )
+# ------------------------------------------------------------------------------------------- servers
+
+
+@contextlib.contextmanager
+def postgres_dsn(given: str | None):
+    """A PostgreSQL superuser DSN: the given one, or a throwaway server started for this run."""
+    if given:
+        yield given
+        return
+    # the server runs as the postgres user: its data directory must not sit inside a directory only root can enter
+    directory = Path(tempfile.gettempdir()) / f"ddpui-bench-pg-{uuid.uuid4().hex[:8]}"
+    script = REPO_ROOT / "scripts" / "postgres.sh"
+    port = str(free_port())
+    try:
+        dsn = subprocess.run(
+            ["bash", str(script), "start", str(directory), port], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        yield dsn
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(directory)], check=False, capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def prefect_database(dsn: str):
+    """A fresh database for Prefect on that server, as Prefect's asyncpg URL; dropped afterwards."""
+    import psycopg
+
+    name = f"bench_proxy_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base = dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def running_stack(home: Path, database_url: str | None):
+    server = PrefectServer(home, database_url=database_url)
+    proxy_port = free_port()
+    proxy = ManagedProcess(
+        [sys.executable, "-m", "proxy", "--host", "127.0.0.1", "--port", str(proxy_port), "--log-level", "warning"],
+        env=prefect_env(server.api_url, home, PROXY_TOKEN=TOKEN, PROXY_WORK_POOL=POOL, PYTHONPATH=str(REPO_ROOT)),
+        log_path=home / "proxy.log",
+        cwd=REPO_ROOT,
     )
-    return results
+    try:
+        server.start()
+        proxy.start()
+        proxy_url = f"http://127.0.0.1:{proxy_port}"
+        wait_http_ok(f"{proxy_url}/proxy/health", timeout=60, process=proxy.process, log=proxy.log_path)
+        yield Servers(proxy_url=proxy_url, api_url=server.api_url)
+    finally:
+        proxy.stop()
+        server.stop()
 
 
-def print_results(results: list[dict], iterations: int) -> None:
+def delete_deployments(servers: Servers, deployment_ids: list[str]) -> None:
+    with httpx.Client(base_url=servers.api_url, timeout=60) as direct:
+        while deployment_ids:
+            direct.delete(f"/deployments/{deployment_ids.pop()}")
+
+
+def bench_server(label: str, database_url: str | None, args) -> list[dict]:
+    home = Path(tempfile.mkdtemp(prefix="ddpui-bench-proxy-"))
+    rows = []
+    try:
+        print(f"{label}: starting the Prefect server and the proxy ...", flush=True)
+        with running_stack(home, database_url) as servers:
+            fixtures = set_up(servers)
+            for callers in (1, args.concurrency):
+                pairs = args.iterations if callers == 1 else max(10, args.iterations * 2 // callers)
+                created: list[str] = []
+                for name, proxy_call, direct_call in operations(fixtures, created):
+                    load_before = load()
+                    sides = compare(servers, proxy_call, direct_call, pairs=pairs, callers=callers)
+                    delete_deployments(servers, created)
+                    rows.append(
+                        {
+                            "server": label,
+                            "callers": callers,
+                            "name": name,
+                            "samples": len(sides.proxy),
+                            "proxy_p50": statistics.median(sides.proxy),
+                            "proxy_p95": percentile(sides.proxy, 0.95),
+                            "direct_p50": statistics.median(sides.direct),
+                            "direct_p95": percentile(sides.direct, 0.95),
+                            "retried": sides.retried,
+                            "unavailable": sides.unavailable,
+                            "load": f"{load_before} -> {load()}",
+                        }
+                    )
+                    print_row(rows[-1])
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- output
+
+HEADER = (
+    f"{'server':<10} {'callers':>7} {'operation':<38} {'proxy p50':>9} {'p95':>7} {'direct p50':>10} {'p95':>7}"
+    f" {'ratio p50':>9} {'p95':>6} {'proxy p95/p50':>13} {'503s':>5}  load (1/5/15 min) before -> after"
+)
+
+
+def print_row(row: dict) -> None:
+    print(
+        f"{row['server']:<10} {row['callers']:>7} {row['name']:<38} {row['proxy_p50']:>9.1f} {row['proxy_p95']:>7.1f} "
+        f"{row['direct_p50']:>10.1f} {row['direct_p95']:>7.1f} {row['proxy_p50'] / row['direct_p50']:>8.2f}x "
+        f"{row['proxy_p95'] / row['direct_p95']:>5.2f}x {row['proxy_p95'] / row['proxy_p50']:>12.2f}x "
+        f"{row['retried'] + row['unavailable']:>5}  {row['load']}",
+        flush=True,
+    )
+
+
+def print_results(rows: list[dict], args) -> None:
     print()
     print(f"machine: {machine_info()}")
-    print(f"{iterations} interleaved calls per operation (keep-alive HTTP clients), times in ms")
-    print()
-    header = (
-        f"{'operation':<74} {'proxy p50':>9} {'p95':>7} {'direct p50':>10} {'p95':>7} {'ratio p50':>9} {'p95':>6}"
-        f" {'503s':>5} {'failed':>6}"
+    print(f"load average now (1/5/15 min): {load()}")
+    print(
+        f"{args.iterations} interleaved pairs per operation one caller at a time; {args.concurrency} callers at once "
+        f"making {max(10, args.iterations * 2 // args.concurrency)} pairs each; keep-alive HTTP clients; times in ms"
     )
-    print(header)
-    print("-" * len(header))
-    for row in results:
-        print(
-            f"{row['name']:<74} {row['proxy_p50']:>9.1f} {row['proxy_p95']:>7.1f} {row['direct_p50']:>10.1f} "
-            f"{row['direct_p95']:>7.1f} {row['proxy_p50'] / row['direct_p50']:>8.2f}x "
-            f"{row['proxy_p95'] / row['direct_p95']:>5.2f}x {row['retried']:>5} {row['unavailable']:>6}"
-        )
     print()
-    print("target: proxy <= 1.3x the direct call")
-    print("503s: calls Prefect (or the proxy) answered 503 that were retried; failed: still 503 after 3 retries")
+    print(HEADER)
+    print("-" * len(HEADER))
+    for row in rows:
+        print_row(row)
+    print()
+    print(f"target: proxy p50 <= 1.2x the direct call; proxy p95 <= 3x its p50 at {args.concurrency} callers")
+    print("503s: calls answered 503 (Prefect's database busy) and retried after 2, 4, 8 s, counted in the time")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=60, help="interleaved pairs per operation (sequential)")
+    parser.add_argument("--concurrency", type=int, default=8, help="callers at once in the concurrent pass")
+    parser.add_argument("--servers", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--pg-dsn", default=os.environ.get("DDPUI_TEST_PG_DSN"), help="a PostgreSQL superuser DSN")
+    args = parser.parse_args()
+    servers = [name.strip() for name in args.servers.split(",") if name.strip()]
+    unknown = set(servers) - {"sqlite", "postgres"}
+    if unknown:
+        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ddpui-bench-prefect-home-"))
+    print(f"load average at start (1/5/15 min): {load()}", flush=True)
+    print(HEADER, flush=True)
+    rows: list[dict] = []
+    if "sqlite" in servers:
+        rows += bench_server("SQLite", None, args)
+    if "postgres" in servers:
+        with postgres_dsn(args.pg_dsn) as dsn, prefect_database(dsn) as database_url:
+            rows += bench_server("PostgreSQL", database_url, args)
+    print_results(rows, args)
+    return 0
 
 
 if __name__ == "__main__":
