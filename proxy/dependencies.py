@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prefect.client.orchestration import PrefectClient
 
-from proxy import schemas
+from proxy import deployments, schemas
 from proxy.deployments import AdhocDeployments
 from proxy.errors import InvalidRequest
 from proxy.settings import ProxySettings
@@ -67,9 +68,14 @@ async def adhoc_deployments(request: Request) -> AdhocDeployments:
     return request.app.state.adhoc
 
 
+async def flow_ids(request: Request) -> deployments.FlowIds:
+    return request.app.state.flow_ids
+
+
 Prefect = Annotated[PrefectClient, Depends(prefect_client)]
 Settings = Annotated[ProxySettings, Depends(proxy_settings)]
 Adhoc = Annotated[AdhocDeployments, Depends(adhoc_deployments)]
+FlowIds = Annotated[deployments.FlowIds, Depends(flow_ids)]
 
 
 def _unstorable(value) -> str | None:
@@ -89,13 +95,31 @@ def _unstorable(value) -> str | None:
     return next((reason for item in items if (reason := _unstorable(item))), None)
 
 
+def _may_hold_unstorable(body: bytes) -> bool:
+    """Whether a JSON body could decode to a NUL or a lone surrogate: only through a `\\u` escape, a NUL byte
+    (also in any UTF-16 or UTF-32 body) or bytes that are not strict UTF-8 (Python's JSON parser lets encoded
+    surrogates through)."""
+    if b"\\u" in body or b"\x00" in body:
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 async def refuse_unstorable_text(request: Request) -> None:
     """Text that Prefect's database cannot store (PostgreSQL refuses NUL and invalid UTF-8, and Prefect answers
-    such a failure as a retryable 503) is refused with a 422 before Prefect is called."""
-    where = [("path", dict(request.path_params)), ("query", dict(request.query_params))]
+    such a failure as a retryable 503) is refused with a 422 before Prefect is called.
+
+    A JSON body is parsed for this only when it might hold such text (see `_may_hold_unstorable`); the route
+    parses it anyway, so the common body is parsed once."""
+    where = [("path", request.path_params), ("query", dict(request.query_params))]
     if request.headers.get("content-type", "").startswith("application/json"):
-        with contextlib.suppress(ValueError):  # not JSON: the route's own parsing answers 400
-            where.append(("body", await request.json()))
+        body = await request.body()
+        if _may_hold_unstorable(body):
+            with contextlib.suppress(ValueError):  # not JSON: the route's own parsing answers 400
+                where.append(("body", json.loads(body)))
     for place, value in where:
         if reason := _unstorable(value):
             raise InvalidRequest(f"invalid request: the {place} may not contain {reason}")

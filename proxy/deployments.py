@@ -16,7 +16,7 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentS
 from prefect.client.schemas.actions import DeploymentUpdate as PrefectDeploymentUpdate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, DeploymentFilterTags
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from ddpcontract.flows import FLOW_NAME_BY_ENTRYPOINT, PARAMETERS_BY_ENTRYPOINT, Entrypoint
 from proxy import schemas
@@ -70,21 +70,45 @@ async def _read(client: PrefectClient, deployment_id: UUID) -> dict[str, Any]:
 
 async def _exists_by_name(client: PrefectClient, flow_name: str, deployment_name: str) -> bool:
     try:
-        await client.read_deployment_by_name(f"{flow_name}/{deployment_name}")
-    except ObjectNotFound:
-        return False
+        await client.request(
+            "GET",
+            "/deployments/name/{flow_name}/{deployment_name}",
+            path_params={"flow_name": flow_name, "deployment_name": deployment_name},
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return False
+        raise
     return True
 
 
+class FlowIds:
+    """The ids of the flows deployments are made for, by name, looked up (or made) once per app instance.
+
+    A flow deleted behind the proxy's back is noticed when Prefect refuses a deployment for it: its id is then
+    looked up again (`forget`)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, UUID] = {}
+
+    async def get(self, client: PrefectClient, flow_name: str) -> tuple[UUID, bool]:
+        """The flow's id, and whether it came from what this instance remembers."""
+        if flow_name in self._ids:
+            return self._ids[flow_name], True
+        self._ids[flow_name] = await client.create_flow_from_name(flow_name)
+        return self._ids[flow_name], False
+
+    def forget(self, flow_name: str) -> None:
+        self._ids.pop(flow_name, None)
+
+
 async def deployment_create(
-    client: PrefectClient, *, settings: ProxySettings, request: schemas.DeploymentCreate
+    client: PrefectClient, *, settings: ProxySettings, flow_ids: FlowIds, request: schemas.DeploymentCreate
 ) -> schemas.DeploymentRef:
+    """Two Prefect calls once the flow's id is known: is the name free, then the deployment."""
     check_parameters(request.entrypoint, request.parameters)
     flow_name = request.flow_name or FLOW_NAME_BY_ENTRYPOINT[request.entrypoint]
-    flow_id, exists = await asyncio.gather(
-        client.create_flow_from_name(flow_name), _exists_by_name(client, flow_name, request.deployment_name)
-    )
-    if exists:
+    if await _exists_by_name(client, flow_name, request.deployment_name):
         # Prefect would silently overwrite it: two dataflows must never share one deployment
         raise Conflict(f"a deployment named {request.deployment_name!r} of flow {flow_name!r} already exists")
     schedules = []
@@ -93,21 +117,32 @@ async def deployment_create(
             DeploymentScheduleCreate(schedule=CronSchedule(cron=request.cron, timezone=request.timezone or "UTC"))
         )
     work_pool = request.work_pool_name or settings.work_pool
+    fields = {
+        "name": request.deployment_name,
+        "parameters": request.parameters,
+        "tags": [request.org_slug],
+        "description": request.description,
+        "work_pool_name": work_pool,
+        "work_queue_name": request.work_queue_name or settings.work_queue,
+        "entrypoint": request.entrypoint,
+        "path": str(settings.flows_dir),
+        "pull_steps": pull_steps(settings),
+        "schedules": schedules,
+        "enforce_parameter_schema": False,
+    }
+    flow_id, remembered = await flow_ids.get(client, flow_name)
     try:
-        deployment_id = await client.create_deployment(
-            flow_id=flow_id,
-            name=request.deployment_name,
-            parameters=request.parameters,
-            tags=[request.org_slug],
-            description=request.description,
-            work_pool_name=work_pool,
-            work_queue_name=request.work_queue_name or settings.work_queue,
-            entrypoint=request.entrypoint,
-            path=str(settings.flows_dir),
-            pull_steps=pull_steps(settings),
-            schedules=schedules,
-            enforce_parameter_schema=False,
-        )
+        try:
+            deployment_id = await client.create_deployment(flow_id=flow_id, **fields)
+        except (httpx.HTTPStatusError, ObjectAlreadyExists):
+            if not remembered:
+                raise
+            # the remembered flow may have been deleted since (Prefect refuses a deployment of a missing flow)
+            flow_ids.forget(flow_name)
+            fresh_id, _ = await flow_ids.get(client, flow_name)
+            if fresh_id == flow_id:
+                raise
+            deployment_id = await client.create_deployment(flow_id=fresh_id, **fields)
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:  # the only object the request names that Prefect looks up
             raise InvalidRequest(

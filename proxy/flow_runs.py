@@ -156,7 +156,12 @@ async def adhoc_task_run(
         return await flow_run_create(client, deployment_id=deployment_id, parameters=parameters, tags=tags)
 
 
-async def flow_run_read(client: PrefectClient, *, flow_run_id: UUID) -> schemas.FlowRun:
+async def flow_run_read(
+    client: PrefectClient, *, flow_run_id: UUID, include_task_results: bool = False
+) -> schemas.FlowRun:
+    """One Prefect call; the flow's results table (a second, concurrent call) only when asked for."""
+    if not include_task_results:
+        return flow_run_view(await _read(client, flow_run_id))
     flow_run, task_results = await asyncio.gather(_read(client, flow_run_id), _task_results(client, [flow_run_id]))
     return flow_run_view(flow_run, task_results=task_results.get(flow_run["id"]))
 
@@ -225,24 +230,49 @@ async def flow_runs_filter(client: PrefectClient, *, request: schemas.FlowRunFil
     )
 
 
-async def _subflow_ids(client: PrefectClient, flow_run_id: UUID) -> list[str]:
-    """Ids of the run's subflow runs, at any depth."""
-    found: list[str] = []
-    parents: list[Any] = [flow_run_id]
+async def _family(client: PrefectClient, flow_run_id: UUID) -> tuple[dict[str, Any], list[str]]:
+    """The run's id and state type, and the ids of its subflow runs at any depth.
+
+    One Prefect call finds the run and its direct children together (id = run OR parent = run), reading only
+    ids and state types; deeper levels cost a call each, and only when there are children.
+    """
+    family_filter = FlowRunFilter(
+        id=FlowRunFilterId(any_=[flow_run_id]),
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]),
+        operator="or_",
+    )
+    found = await _read_ids_and_states(client, family_filter)
+    run = next((item for item in found if item["id"] == str(flow_run_id)), None)
+    if run is None:
+        raise NotFound(f"no flow run with id {flow_run_id}")
+    descendants: list[str] = []
+    parents = [item["id"] for item in found if item["id"] != str(flow_run_id)]
     while parents:
-        children = await _read_runs(
-            client, FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents)), sort="ID_DESC"
+        descendants.extend(parents)
+        children = await _read_ids_and_states(
+            client, FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents))
         )
-        parents = [child["id"] for child in children if child["id"] not in found]
-        found.extend(parents)
-    return found
+        parents = [child["id"] for child in children if child["id"] not in descendants]
+    return run, descendants
 
 
-async def flow_run_logs(client: PrefectClient, *, flow_run_id: UUID, offset: int, limit: int) -> schemas.FlowRunLogs:
-    """The run's logs, its task runs' and its subflows', oldest first, one page."""
-    flow_run, subflow_ids = await asyncio.gather(_read(client, flow_run_id), _subflow_ids(client, flow_run_id))
-    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id, *subflow_ids]))
-    logs = await prefect_json(
+async def _read_ids_and_states(client: PrefectClient, run_filter: FlowRunFilter) -> list[dict[str, Any]]:
+    """`[{id, state_type, ...}]` of the matching runs: Prefect's minimal flow-run read (its UI's run history)."""
+    return await prefect_json(
+        client,
+        "POST",
+        "/ui/flow_runs/history",
+        json={
+            "flow_runs": run_filter.model_dump(mode="json", exclude_unset=True),
+            "sort": "ID_DESC",
+            "limit": PAGE_SIZE,
+        },
+    )
+
+
+async def _logs_page(client: PrefectClient, flow_run_ids: list[Any], offset: int, limit: int) -> list[dict[str, Any]]:
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids))
+    return await prefect_json(
         client,
         "POST",
         "/logs/filter",
@@ -253,7 +283,20 @@ async def flow_run_logs(client: PrefectClient, *, flow_run_id: UUID, offset: int
             "limit": limit,
         },
     )
-    finished = (flow_run.get("state") or {}).get("type") in TERMINAL_STATES
+
+
+async def flow_run_logs(client: PrefectClient, *, flow_run_id: UUID, offset: int, limit: int) -> schemas.FlowRunLogs:
+    """The run's logs, its task runs' and its subflows', oldest first, one page.
+
+    The page of the run's own logs is read while the run's state and subflows are looked up (two concurrent
+    Prefect calls); only a run that has subflows has its page read again, with theirs.
+    """
+    (run, subflow_ids), logs = await asyncio.gather(
+        _family(client, flow_run_id), _logs_page(client, [flow_run_id], offset, limit)
+    )
+    if subflow_ids:
+        logs = await _logs_page(client, [flow_run_id, *subflow_ids], offset, limit)
+    finished = run.get("state_type") in TERMINAL_STATES
     more = len(logs) == limit or not finished
     return schemas.FlowRunLogs(
         logs=[

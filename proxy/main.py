@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from proxy.deployments import AdhocDeployments
+from proxy.deployments import AdhocDeployments, FlowIds
 from proxy.errors import CatchAllMiddleware, register_exception_handlers
 from proxy.prefect_api import PrefectConnection
 from proxy.routes import ROUTERS
@@ -48,6 +48,7 @@ def create_app(settings: ProxySettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.prefect = connection
     app.state.adhoc = AdhocDeployments(settings)
+    app.state.flow_ids = FlowIds()
     register_exception_handlers(app)
     app.add_middleware(PrefectSettingsMiddleware, connection=connection)
     app.add_middleware(CatchAllMiddleware)

@@ -169,8 +169,11 @@ class FlowRun:
         self.id = flow_run_id
         self.name = name
 
-    def state(self) -> dict:
-        return self.proxy.request("GET", f"/proxy/flow_runs/{self.id}")
+    def state(self, *, include_task_results: bool = False) -> dict:
+        """The run as Prefect has it; its `task_results` (one more Prefect call in the proxy) only when asked for,
+        null otherwise."""
+        params = {"include_task_results": "true"} if include_task_results else None
+        return self.proxy.request("GET", f"/proxy/flow_runs/{self.id}", params=params)
 
     def logs(self, *, offset: int = 0, limit: int | None = None) -> dict:
         params = {"offset": offset}

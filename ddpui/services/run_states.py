@@ -124,6 +124,17 @@ def _record(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:
     return record, changed
 
 
+def run_read(*, flow_run_id: str, have_results: bool = False) -> dict:
+    """Prefect's view of a run (ProxyNotFound when it has none). Its task results are asked for only once the
+    run has finished and the caller does not have them yet: they cost the proxy one more Prefect call, which the
+    frequent reads of an unfinished run (the web app polls every few seconds) need not pay."""
+    flow_run = get_proxy().flow_run(flow_run_id)
+    run = flow_run.state()
+    if not have_results and is_terminal(run.get("state_type")):
+        run = flow_run.state(include_task_results=True)
+    return run
+
+
 def run_state_forget(*, flow_run_id: str) -> int:
     """The run no longer exists in Prefect: its locks go, and a live record of it ends as Deleted."""
     with transaction.atomic():

@@ -18,7 +18,7 @@ from ddpui.models.tasks import OrgTask
 from ddpui.prefect_client import LOG_PAGE_LIMIT, ProxyNotFound, get_proxy
 from ddpui.services import locks
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.run_states import is_terminal, locks_acquire_or_heal, run_state_apply
+from ddpui.services.run_states import is_terminal, locks_acquire_or_heal, run_read, run_state_apply
 from ddpui.services.selectors import dataflow_get
 
 
@@ -100,11 +100,11 @@ def _fetch_for_org(*, org: Org, flow_run_id: str) -> dict:
         uuid.UUID(str(flow_run_id))
     except ValueError:
         raise _not_found(flow_run_id) from None
-    record = PrefectFlowRun.objects.filter(flow_run_id=flow_run_id).only("org_id").first()
+    record = PrefectFlowRun.objects.filter(flow_run_id=flow_run_id).only("org_id", "task_results").first()
     if record is not None and record.org_id not in (None, org.id):
         raise _not_found(flow_run_id)
     try:
-        run = get_proxy().flow_run(flow_run_id).state()
+        run = run_read(flow_run_id=flow_run_id, have_results=bool(record is not None and record.task_results))
     except ProxyNotFound:
         raise _not_found(flow_run_id) from None
     if record is None or record.org_id is None:
@@ -137,7 +137,7 @@ def run_wait(
     deadline = time.monotonic() + max(timeout_seconds, 0)
     proxy = get_proxy()
     while True:
-        record, _ = run_state_apply(org=org, run=proxy.flow_run(flow_run_id).state())
+        record, _ = run_state_apply(org=org, run=run_read(flow_run_id=flow_run_id))
         if is_terminal(record.state_type) or time.monotonic() >= deadline:
             break
         time.sleep(min(poll_seconds, max(deadline - time.monotonic(), 0)))
@@ -161,12 +161,12 @@ def run_history(*, org: Org, deployment_id: str, limit: int, offset: int = 0) ->
             offset : offset + limit
         ]
     )
-    proxy = get_proxy()
     refreshed = []
     for record in records:
         if not is_terminal(record.state_type) or not record.task_results:
             with contextlib.suppress(ProxyNotFound):  # deleted in Prefect: keep what we know
-                record, _ = run_state_apply(org=org, run=proxy.flow_run(record.flow_run_id).state())
+                run = run_read(flow_run_id=record.flow_run_id, have_results=bool(record.task_results))
+                record, _ = run_state_apply(org=org, run=run)
         refreshed.append(record)
     return refreshed
 

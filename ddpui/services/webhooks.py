@@ -15,8 +15,8 @@ import uuid
 from ddpui.errors import InvalidInput
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
-from ddpui.prefect_client import ProxyNotFound, get_proxy
-from ddpui.services.run_states import run_state_observe
+from ddpui.prefect_client import ProxyNotFound
+from ddpui.services.run_states import run_read, run_state_observe
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def webhook_parse(body: bytes) -> str:
 def webhook_handle(*, flow_run_id: str) -> str:
     """Applies what Prefect says about the run. Returns a short description of what was done."""
     try:
-        run = get_proxy().flow_run(flow_run_id).state()
+        run = run_read(flow_run_id=flow_run_id)
     except ProxyNotFound:
         return "unknown flow run: nothing changed"
     deployment_id = str(run.get("deployment_id") or "")

@@ -6,16 +6,16 @@ from typing import Literal
 from uuid import UUID
 
 from proxy import deployments, schemas
-from proxy.dependencies import CREATED, Prefect, Settings, resource_router
+from proxy.dependencies import CREATED, FlowIds, Prefect, Settings, resource_router
 
 router = resource_router(tags=["deployments"])
 
 
 @router.post("/v1/deployments/", **CREATED)
 async def create_deployment(
-    request: schemas.DeploymentCreate, client: Prefect, settings: Settings
+    request: schemas.DeploymentCreate, client: Prefect, settings: Settings, flow_ids: FlowIds
 ) -> schemas.DeploymentRef:
-    return await deployments.deployment_create(client, settings=settings, request=request)
+    return await deployments.deployment_create(client, settings=settings, flow_ids=flow_ids, request=request)
 
 
 @router.put("/v1/deployments/{deployment_id}")

@@ -22,8 +22,15 @@ async def create_flow_run(
 
 
 @router.get("/flow_runs/{flow_run_id}")
-async def read_flow_run(flow_run_id: UUID, client: Prefect) -> schemas.FlowRun:
-    return await flow_runs.flow_run_read(client, flow_run_id=flow_run_id)
+async def read_flow_run(
+    flow_run_id: UUID,
+    client: Prefect,
+    include_task_results: Annotated[
+        bool,
+        Query(description="Also read the flow's task-results table (one more Prefect call); otherwise it is null"),
+    ] = False,
+) -> schemas.FlowRun:
+    return await flow_runs.flow_run_read(client, flow_run_id=flow_run_id, include_task_results=include_task_results)
 
 
 @router.post("/flow_runs/filter")

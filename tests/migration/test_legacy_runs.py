@@ -24,7 +24,7 @@ def wait(run, timeout: float = 300) -> dict:
     while True:
         state = run.state()
         if state["state_type"] in TERMINAL:
-            return state
+            return run.state(include_task_results=True)
         assert time.monotonic() < deadline, f"run {run.id} still {state['state_name']} after {timeout}s"
         time.sleep(0.3)
 

@@ -93,13 +93,14 @@ def shell_task(*commands: str, seq: int = 0, slug: str = "shell") -> dict:
 
 
 def wait_for_run(api: TestClient, flow_run_id: str, *, states: set[str] = TERMINAL, timeout: float = 90) -> dict:
+    """The run once it is in one of `states`, read then with its task results."""
     deadline = time.monotonic() + timeout
     while True:
         response = api.get(f"/proxy/flow_runs/{flow_run_id}")
         assert response.status_code == 200, response.text
         run = response.json()
         if run["state_type"] in states:
-            return run
+            return api.get(f"/proxy/flow_runs/{flow_run_id}", params={"include_task_results": True}).json()
         if time.monotonic() > deadline:
             raise AssertionError(f"flow run {flow_run_id} still {run['state_type']} after {timeout}s")
         time.sleep(0.5)

@@ -224,6 +224,10 @@ def test_write_routes_all_take_a_body(api):
     [
         ("POST", "/proxy/blocks/secret/", {"blockName": "a\u0000b", "secret": "x"}),
         ("POST", "/proxy/blocks/secret/", '{"blockName": "ok", "secret": "x\\ud83d"}'),  # sent as JSON escapes
+        # a surrogate encoded as UTF-8 bytes (not valid UTF-8, but Python's JSON parser lets it through)
+        ("POST", "/proxy/blocks/secret/", b'{"blockName": "ok", "secret": "x\xed\xa0\x80"}'),
+        # a lone surrogate in a UTF-16 body
+        ("POST", "/proxy/blocks/secret/", '{"blockName": "ok", "secret": "x\ud800"}'.encode("utf-16", "surrogatepass")),
         ("GET", "/proxy/blocks/secret/a%00b", None),
     ],
 )
@@ -231,7 +235,7 @@ def test_text_prefect_cannot_store_is_a_422_before_prefect_is_called(method, pat
     app = create_app(ProxySettings(prefect_api_url="http://127.0.0.1:9/api", token="t"))
     with TestClient(app) as client:
         headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
-        content = body if isinstance(body, str) else None if body is None else json.dumps(body)
+        content = body if isinstance(body, str | bytes) else None if body is None else json.dumps(body)
         response = client.request(method, path, content=content, headers=headers)
     assert response.status_code == 422, response.text
     assert "may not contain" in response.json()["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prefect.client.schemas.actions import ArtifactCreate
@@ -10,6 +11,7 @@ from prefect.states import Completed, Failed
 
 from proxy import flow_runs
 from tests.proxy.conftest import make_deployment, unique
+from tests.support.prefect_rest import prefect_request
 
 pytestmark = pytest.mark.prefect
 
@@ -116,9 +118,26 @@ def test_filter_by_start_time_and_task_results(api, prefect):
         "/proxy/flow_runs/filter", json={"deployment_ids": [deployment_id], "start_before": "2000-01-01T00:00:00Z"}
     ).json()["flow_runs"]
     assert before == []
-    assert api.get(f"/proxy/flow_runs/{flow_run_id}").json()["task_results"] == [
-        {"seq": 0, "slug": "shell", "status": "success"}
-    ]
+
+
+def test_a_run_is_read_with_its_task_results_only_when_asked_for(api, prefect):
+    deployment_id = make_deployment(api)
+    flow_run_id = start_run(api, deployment_id)
+    prefect.set_flow_run_state(flow_run_id, Completed(), force=True)
+    prefect.create_artifact(artifact=_table_artifact(flow_run_id, [{"seq": 0, "slug": "shell", "status": "success"}]))
+
+    plain = api.get(f"/proxy/flow_runs/{flow_run_id}")
+    assert plain.status_code == 200, plain.text
+    assert (plain.json()["state_type"], plain.json()["task_results"]) == ("COMPLETED", None)
+    with_results = api.get(f"/proxy/flow_runs/{flow_run_id}", params={"include_task_results": "true"}).json()
+    assert with_results["task_results"] == [{"seq": 0, "slug": "shell", "status": "success"}]
+    assert {**with_results, "task_results": None} == plain.json()
+    # a run without the artifact yet: null either way
+    unpublished = start_run(api, deployment_id)
+    assert (
+        api.get(f"/proxy/flow_runs/{unpublished}", params={"include_task_results": True}).json()["task_results"] is None
+    )
+    assert api.get(f"/proxy/flow_runs/{UNKNOWN}", params={"include_task_results": True}).status_code == 404
 
 
 def _table_artifact(flow_run_id: str, rows: list[dict]) -> ArtifactCreate:
@@ -155,3 +174,59 @@ def test_logs_of_a_run_without_logs_yet(api):
     assert response.status_code == 200
     # nothing yet, but the run has not finished: there may be more later
     assert response.json() == {"logs": [], "offset": 0, "next_offset": 0}
+
+
+def _log(flow_run_id: str, message: str, at: datetime) -> dict:
+    return {"name": "test", "level": 20, "message": message, "timestamp": at.isoformat(), "flow_run_id": flow_run_id}
+
+
+def test_logs_include_subflows_at_any_depth_and_end_once_the_run_has_finished(api, prefect):
+    """A run's subflows (a child, and the child's child) log into their own flow runs: the proxy pages over all
+    of them, oldest first; while the run goes on there may be more, once it has finished the last page says so."""
+    deployment_id = make_deployment(api)
+    parent = start_run(api, deployment_id)
+    child = _subflow_run(parent)
+    grandchild = _subflow_run(child)
+    other = start_run(api, deployment_id)  # logs of an unrelated run stay out
+    start = datetime.now(UTC)
+    lines = [(parent, "p0"), (child, "c1"), (grandchild, "g2"), (parent, "p3"), (other, "x"), (child, "c4")]
+    prefect_request(
+        "POST", "/logs/", json=[_log(run, text, start + timedelta(seconds=i)) for i, (run, text) in enumerate(lines)]
+    )
+
+    first = api.get(f"/proxy/flow_runs/logs/{parent}", params={"limit": 3}).json()
+    assert [line["message"] for line in first["logs"]] == ["p0", "c1", "g2"]
+    assert [line["flow_run_id"] for line in first["logs"]] == [parent, child, grandchild]
+    assert first["next_offset"] == 3
+    rest = api.get(f"/proxy/flow_runs/logs/{parent}", params={"offset": 3, "limit": 3}).json()
+    assert [line["message"] for line in rest["logs"]] == ["p3", "c4"]
+    assert rest["next_offset"] == 5  # not finished: more may come
+
+    prefect.set_flow_run_state(parent, Completed(), force=True)
+    done = api.get(f"/proxy/flow_runs/logs/{parent}", params={"offset": 3, "limit": 3}).json()
+    assert [line["message"] for line in done["logs"]] == ["p3", "c4"]
+    assert done["next_offset"] is None
+    full_page = api.get(f"/proxy/flow_runs/logs/{parent}", params={"limit": 5}).json()
+    assert full_page["next_offset"] == 5  # a full page: read on to be sure
+    # a subflow's own logs: itself and its child only
+    assert [line["message"] for line in api.get(f"/proxy/flow_runs/logs/{child}").json()["logs"]] == [
+        "c1",
+        "g2",
+        "c4",
+    ]
+
+
+def _subflow_run(parent_flow_run_id: str) -> str:
+    """A flow run started from inside another, as Prefect records a subflow: a task run in the parent stands
+    for it (parent_task_run_id)."""
+    task_run = prefect_request(
+        "POST",
+        "/task_runs/",
+        json={"flow_run_id": parent_flow_run_id, "task_key": "subflow", "dynamic_key": unique("k"), "name": "sub"},
+    ).json()
+    flow = prefect_request("POST", "/flows/", json={"name": "subflow"}).json()
+    return prefect_request(
+        "POST",
+        "/flow_runs/",
+        json={"flow_id": flow["id"], "name": unique("sub"), "parent_task_run_id": task_run["id"]},
+    ).json()["id"]
