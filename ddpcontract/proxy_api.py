@@ -141,6 +141,25 @@ class SecretWrite(Request):
     secret: str
 
 
+# What Airbyte (and ddpui, after it) shows in place of a secret; sent back in a configuration, it means "keep the
+# stored value" (as Airbyte's own update does).
+SECRET_MASK = "**********"
+
+
+class SecretMerge(Request):
+    """A new JSON object for a Secret block holding one: it replaces the stored object, except that every value
+    sent as SECRET_MASK (at any depth) keeps the stored value at that place."""
+
+    blockName: BlockName
+    secret: dict[str, Any] = Field(description=f"The new object; a value {SECRET_MASK!r} keeps the stored one")
+
+
+class SecretMerged(BaseModel):
+    block_id: UUID
+    block_name: str
+    kept: list[str] = Field(description="Where the stored value was kept (dotted paths, list items by index)")
+
+
 # ---------------------------------------------------------------- deployments
 
 

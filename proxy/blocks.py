@@ -118,6 +118,57 @@ async def secret_upsert(client: PrefectClient, *, request: schemas.SecretWrite) 
     return await _overwrite(client, Secret(value=request.secret), name=request.blockName)
 
 
+_ABSENT = object()
+
+
+def _unmask(new: Any, stored: Any, path: tuple, kept: list[str]) -> Any:
+    """`new` with each value equal to the mask replaced by the stored value at the same place."""
+    if isinstance(new, dict):
+        return {
+            key: _unmask(value, stored.get(key, _ABSENT) if isinstance(stored, dict) else _ABSENT, (*path, key), kept)
+            for key, value in new.items()
+        }
+    if isinstance(new, list):
+        return [
+            _unmask(
+                item,
+                stored[index] if isinstance(stored, list) and index < len(stored) else _ABSENT,
+                (*path, index),
+                kept,
+            )
+            for index, item in enumerate(new)
+        ]
+    if new == schemas.SECRET_MASK:
+        where = ".".join(str(part) for part in path)
+        if stored is _ABSENT or stored is None:
+            raise InvalidRequest(
+                f"{where} is masked ({schemas.SECRET_MASK}) but the secret holds no value there to keep: send the value"
+            )
+        kept.append(where)
+        return stored
+    return new
+
+
+async def secret_merge(client: PrefectClient, *, request: schemas.SecretMerge) -> schemas.SecretMerged:
+    """Replace a JSON Secret's object, keeping the stored value wherever the new one is masked; the secret's value
+    is read and written here, and never answered."""
+    name = request.blockName
+    document = await _read_document(client, slug=SECRET_SLUG, name=name, label="secret", include_secrets=True)
+    try:
+        stored = json.loads(document["data"]["value"])
+    except (KeyError, TypeError, ValueError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise InvalidRequest(
+            f"the secret {name!r} does not hold a JSON object, so masked values have nothing to keep: "
+            "send the whole value with PUT"
+        )
+    kept: list[str] = []
+    merged = _unmask(request.secret, stored, (), kept)
+    saved = await _overwrite(client, Secret(value=json.dumps(merged)), name=name)
+    return schemas.SecretMerged(block_id=saved.block_id, block_name=saved.block_name, kept=kept)
+
+
 async def secret_read(client: PrefectClient, *, name: str) -> schemas.BlockRef:
     document = await _read_document(client, slug=SECRET_SLUG, name=name, label="secret")
     return schemas.BlockRef(block_id=document["id"], block_name=document["name"])

@@ -8,6 +8,9 @@ from pydantic import model_validator
 
 from ddpcontract import proxy_api
 from ddpcontract.proxy_api import (
+    SECRET_MASK as SECRET_MASK,
+)
+from ddpcontract.proxy_api import (
     AirbyteServerBlock as AirbyteServerBlock,
 )
 from ddpcontract.proxy_api import (
@@ -132,6 +135,12 @@ from ddpcontract.proxy_api import (
 )
 from ddpcontract.proxy_api import (
     ScheduleStates as ScheduleStates,
+)
+from ddpcontract.proxy_api import (
+    SecretMerge as SecretMerge,
+)
+from ddpcontract.proxy_api import (
+    SecretMerged as SecretMerged,
 )
 from ddpcontract.proxy_api import (
     SecretWrite as SecretWrite,

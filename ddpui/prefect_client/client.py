@@ -278,12 +278,19 @@ class _BlockKind:
         return self.proxy.request("PUT", self.path, json=body)
 
 
+class _SecretKind(_BlockKind):
+    def merge(self, *, blockName: str, secret: dict) -> dict:  # noqa: N803 - the proxy's field name
+        """Replace a Secret holding a JSON object with `secret`, except that every value sent as the mask
+        (`**********`) keeps the stored one; the proxy does the merge, so the stored secrets never come here."""
+        return self.proxy.request("PATCH", self.path, json={"blockName": blockName, "secret": secret})
+
+
 class Blocks:
     def __init__(self, proxy: PrefectProxy):
         self.proxy = proxy
         self.airbyte_server = _BlockKind(proxy, "/proxy/blocks/airbyte/server/")
         self.dbt_cli_profile = _BlockKind(proxy, "/proxy/blocks/dbtcli/profile/")
-        self.secret = _BlockKind(proxy, "/proxy/blocks/secret/")
+        self.secret = _SecretKind(proxy, "/proxy/blocks/secret/")
 
     def delete(self, block_id: str) -> None:
         self.proxy.request("DELETE", f"/proxy/blocks/{block_id}")

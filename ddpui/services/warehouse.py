@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
+from ddpcontract.proxy_api import SECRET_MASK
 from ddpcontract.warehouses import UnknownWarehouseType, WarehouseConfigError, warehouse_for
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, DomainError, InvalidInput, NotFound
@@ -26,7 +27,7 @@ from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.orgs import block_name_for, prefect_block_delete
 from ddpui.services.undo import UndoStack
 
-MASK = "**********"
+MASK = SECRET_MASK
 _SECRET_KEY = re.compile(r"password|secret|token|credentials_json|keyfile|private_key", re.IGNORECASE)
 
 
@@ -50,16 +51,41 @@ def _holds_mask(value) -> bool:
     return value == MASK
 
 
-def destination_config_check(*, wtype: str, config: dict) -> str | None:
+def _unmasked_from_read(config, read):
+    """The configuration sent back with each masked value that Airbyte's own read shows in clear (a field that
+    ddpui masks but Airbyte does not treat as a secret) put back. The masks Airbyte also shows stay: Airbyte and
+    the proxy each keep their stored value for those."""
+    if isinstance(config, dict):
+        read = read if isinstance(read, dict) else {}
+        return {key: _unmasked_from_read(value, read.get(key)) for key, value in config.items()}
+    if isinstance(config, list):
+        read = read if isinstance(read, list) else []
+        return [_unmasked_from_read(item, read[i] if i < len(read) else None) for i, item in enumerate(config)]
+    if config == MASK and read not in (None, "", MASK):
+        return read
+    return config
+
+
+def destination_config_check(*, wtype: str, config: dict, masks_keep_stored: bool = False) -> str | None:
     """Refuses a destination configuration that lacks what the warehouse needs (before anything is written).
     Returns its location, if the type has one (BigQuery). The registry (`ddpcontract.warehouses`) says what each
-    type needs; the proxy derives the dbt profile credentials from the same configuration with it."""
-    if _holds_mask(config):
-        raise InvalidInput(
-            "the configuration holds a masked value (**********): send the real credentials, including the password"
-        )
+    type needs; the proxy derives the dbt profile credentials from the same configuration with it.
+
+    On an update (`masks_keep_stored`), a masked value stands for the stored one, which was checked when it was
+    saved: it counts as present and is not checked again."""
     try:
         kind = warehouse_for(wtype)
+    except UnknownWarehouseType:
+        raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}") from None
+    if _holds_mask(config):
+        if not masks_keep_stored:
+            raise InvalidInput(
+                "the configuration holds a masked value (**********): send the real credentials, including the password"
+            )
+        # a JSON-object field (BigQuery's service account) masked: an empty object stands in for the check
+        objects = {spec.name for spec in kind.destination_fields if spec.kind == "object"}
+        config = {key: {} if key in objects and value == MASK else value for key, value in config.items()}
+    try:
         kind.check_destination(config)
     except UnknownWarehouseType:
         raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}") from None
@@ -215,16 +241,22 @@ def warehouse_update(
 ) -> OrgWarehouse:
     """New credentials: the Airbyte destination, the credentials Secret and (once made) the dbt profile follow.
 
+    The web app sends the whole configuration back with the secrets still masked (`**********`) unless the user
+    typed them again: as in Airbyte, a masked value keeps the stored one. Airbyte keeps its own (its update
+    takes the mask so); the credentials Secret is merged by the proxy, which keeps its stored value wherever the
+    new one is masked; the stored secrets never pass through Django.
+
     None of these can be put back as it was: Airbyte returns secrets masked and the proxy never returns
     a Secret's value. So both systems are checked first, Airbyte (which validates the configuration)
     is written first, and if a Prefect write still fails the error says so: sending the same request
     again completes the change, since every write sets the full new value."""
     warehouse = _org_destination(org, destination_id)
-    bq_location = destination_config_check(wtype=warehouse.wtype, config=airbyte_config)
     name = (name or "").strip() or warehouse.name
     airbyte = get_airbyte()
     proxy = get_proxy()
     destination = airbyte.destination_get(destination_id=destination_id)
+    airbyte_config = _unmasked_from_read(airbyte_config, destination.get("connectionConfiguration") or {})
+    bq_location = destination_config_check(wtype=warehouse.wtype, config=airbyte_config, masks_keep_stored=True)
     specification = connectors.destination_specification(org=org, definition_id=destination["destinationDefinitionId"])
     connectors.config_check_against_spec(
         specification=specification,
@@ -235,7 +267,10 @@ def warehouse_update(
     profile = profile_block_get(org=org)
     airbyte.destination_update(destination_id=destination_id, name=name, config=airbyte_config)
     try:
-        proxy.blocks.secret.update(blockName=warehouse.credentials_block_name, secret=json.dumps(airbyte_config))
+        if _holds_mask(airbyte_config):
+            proxy.blocks.secret.merge(blockName=warehouse.credentials_block_name, secret=airbyte_config)
+        else:
+            proxy.blocks.secret.update(blockName=warehouse.credentials_block_name, secret=json.dumps(airbyte_config))
         if profile is not None:
             # the proxy re-reads the credentials from the block just written
             proxy.blocks.dbt_cli_profile.update(

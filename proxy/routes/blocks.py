@@ -58,6 +58,11 @@ async def upsert_secret(request: schemas.SecretWrite, client: Prefect) -> schema
     return await blocks.secret_upsert(client, request=request)
 
 
+@router.patch("/secret/")
+async def merge_secret(request: schemas.SecretMerge, client: Prefect) -> schemas.SecretMerged:
+    return await blocks.secret_merge(client, request=request)
+
+
 @router.get("/secret/{block_name}")
 async def read_secret(
     block_name: Annotated[str, Path(pattern=BLOCK_NAME_PATTERN)], client: Prefect

@@ -170,6 +170,7 @@ def test_every_route_is_in_the_openapi_with_request_and_response_models(api):
         ("GET", "/proxy/blocks/dbtcli/profile/"),
         ("POST", "/proxy/blocks/secret/"),
         ("PUT", "/proxy/blocks/secret/"),
+        ("PATCH", "/proxy/blocks/secret/"),
         ("GET", "/proxy/blocks/secret/{block_name}"),
         ("DELETE", "/proxy/blocks/{block_id}"),
         ("POST", "/proxy/v1/deployments/"),

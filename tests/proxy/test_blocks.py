@@ -143,6 +143,67 @@ def test_secret_block_round_trip(api, prefect_server):
     assert api.get("/proxy/blocks/secret/No_Such").status_code == 422
 
 
+MASK = "**********"
+
+
+def test_a_json_secret_updated_with_masked_values_keeps_the_stored_ones(api, prefect_server):
+    """As Airbyte's update does: a configuration sent back with its secrets masked keeps them, at any depth."""
+    name = unique("warehouse-credentials")
+    stored = {
+        "host": "db.example",
+        "password": PASSWORD,
+        "tunnel_method": {"tunnel_method": "SSH_PASSWORD_AUTH", "tunnel_user_password": "tunnel-pw"},
+        "keys": [{"id": 1, "secret": "k1"}, {"id": 2, "secret": "k2"}],
+        "dropped": "old",
+    }
+    block_id = api.put("/proxy/blocks/secret/", json={"blockName": name, "secret": json.dumps(stored)}).json()[
+        "block_id"
+    ]
+    sent = {
+        "host": "db2.example",
+        "password": MASK,
+        "tunnel_method": {"tunnel_method": "SSH_PASSWORD_AUTH", "tunnel_user_password": MASK},
+        "keys": [{"id": 1, "secret": MASK}, {"id": 2, "secret": "k2-new"}],
+        "port": 5433,
+    }
+    response = api.patch("/proxy/blocks/secret/", json={"blockName": name, "secret": sent})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "block_id": block_id,
+        "block_name": name,
+        "kept": ["password", "tunnel_method.tunnel_user_password", "keys.0.secret"],
+    }
+    assert PASSWORD not in response.text and "tunnel-pw" not in response.text
+    assert Secret.load(name).get() == {  # the new object: what was left out is gone, masked values kept
+        "host": "db2.example",
+        "password": PASSWORD,
+        "tunnel_method": {"tunnel_method": "SSH_PASSWORD_AUTH", "tunnel_user_password": "tunnel-pw"},
+        "keys": [{"id": 1, "secret": "k1"}, {"id": 2, "secret": "k2-new"}],
+        "port": 5433,
+    }
+    assert raw_block_document(prefect_server, block_id)["data"] == {"value": "********"}
+
+    # a new password replaces the stored one
+    api.patch("/proxy/blocks/secret/", json={"blockName": name, "secret": {**sent, "password": "rotated"}})
+    assert Secret.load(name).get()["password"] == "rotated"
+
+
+def test_masked_values_with_nothing_to_keep_are_refused(api):
+    name = unique("warehouse-credentials")
+    api.put("/proxy/blocks/secret/", json={"blockName": name, "secret": json.dumps({"password": PASSWORD})})
+    unknown = api.patch("/proxy/blocks/secret/", json={"blockName": name, "secret": {"token": MASK}})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"].startswith("token is masked (**********) but the secret holds no value there")
+    assert Secret.load(name).get() == {"password": PASSWORD}  # nothing written
+
+    plain = unique("plain")
+    api.put("/proxy/blocks/secret/", json={"blockName": plain, "secret": "not json"})
+    refused = api.patch("/proxy/blocks/secret/", json={"blockName": plain, "secret": {"password": MASK}})
+    assert refused.status_code == 422 and "does not hold a JSON object" in refused.json()["detail"]
+    assert api.patch("/proxy/blocks/secret/", json={"blockName": unique("none"), "secret": {}}).status_code == 404
+    assert api.patch("/proxy/blocks/secret/", json={"blockName": name, "secret": "text"}).status_code == 422
+
+
 def test_delete_block(api):
     name = unique("doomed")
     block_id = api.post("/proxy/blocks/secret/", json={"blockName": name, "secret": "s"}).json()["block_id"]

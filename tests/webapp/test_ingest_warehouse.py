@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from django.db import close_old_connections, connection
+from prefect.blocks.system import Secret
 
 from ddpui.models import AuditEvent, OrgWarehouse
 from devtools.airbyte_emulator import (
@@ -20,6 +21,8 @@ from .conftest import WebApp
 from .ingest_support import create_warehouse, duckdb_config, postgres_config, signed_in_org
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect]
+
+MASK = "**********"
 
 
 @pytest.fixture
@@ -169,17 +172,47 @@ def test_w10_update_with_the_web_apps_field_names(webapp, tmp_path, emulator):
     assert webapp.get("organizations/warehouses").json()["warehouses"][0]["name"] == "Renamed"
 
 
-def test_w10_a_masked_password_sent_back_is_refused_with_what_to_do(webapp, pg_dsn):
-    item = create_warehouse(
-        webapp, postgres_config(pg_dsn), definition_id=POSTGRES_DESTINATION_DEFINITION_ID, label="Postgres"
-    )
+def test_w10_secrets_sent_back_masked_keep_their_stored_values(webapp, pg_dsn, emulator):
+    """EditDestinationForm sends the whole configuration back with the password still masked: as in Airbyte,
+    the masked value keeps the stored one, in Airbyte's destination and in the credentials Secret (merged by the
+    proxy; the password never passes through Django)."""
+    config = postgres_config(pg_dsn)
+    item = create_warehouse(webapp, config, definition_id=POSTGRES_DESTINATION_DEFINITION_ID, label="Postgres")
     destination = item["airbyte_destination"]
-    response = webapp.put(
-        f"airbyte/v1/destinations/{destination['destinationId']}/",
+    destination_id = destination["destinationId"]
+    shown = destination["connectionConfiguration"]
+    assert shown["password"] == MASK
+    body = {
+        "name": "Renamed",
+        "destinationDefId": destination["destinationDefinitionId"],
+        "config": {**shown, "schema": "raw_two"},
+    }
+    check = webapp.post(f"airbyte/destinations/{destination_id}/check_connection_for_update/", body)
+    assert check.status_code == 200 and check.json()["status"] == "succeeded", check.content
+
+    response = webapp.put(f"airbyte/v1/destinations/{destination_id}/", body)
+    assert response.status_code == 200, response.content
+    expected = {**config, "schema": "raw_two"}
+    assert emulator.state()["destinations"][destination_id]["connectionConfiguration"] == expected
+    block_name = OrgWarehouse.objects.get(airbyte_destination_id=destination_id).credentials_block_name
+    assert Secret.load(block_name).get() == expected
+    assert webapp.get("organizations/warehouses").json()["warehouses"][0]["name"] == "Renamed"
+
+    # a password typed again replaces the stored one (the check connects with it, so it must be the real one)
+    retyped = {**body, "config": {**shown, "password": config["password"], "schema": "raw_three"}}
+    assert webapp.put(f"airbyte/v1/destinations/{destination_id}/", retyped).status_code == 200
+    assert Secret.load(block_name).get() == {**config, "schema": "raw_three"}
+
+
+def test_w10_a_masked_password_is_refused_on_create(webapp, pg_dsn):
+    """A new warehouse has no stored password for a mask to stand for."""
+    response = webapp.post(
+        "organizations/warehouse/",
         {
-            "name": "x",
-            "destinationDefId": destination["destinationDefinitionId"],
-            "config": destination["connectionConfiguration"],
+            "wtype": "postgres",
+            "name": "warehouse",
+            "destinationDefId": POSTGRES_DESTINATION_DEFINITION_ID,
+            "airbyteConfig": postgres_config(pg_dsn, password=MASK),
         },
     )
     assert response.status_code == 400

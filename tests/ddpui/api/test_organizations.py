@@ -216,6 +216,19 @@ def test_destination_update_moves_airbyte_the_secret_and_the_profile(
     assert (profile["credentials"]["host"], profile["credentials"]["password"]) == ("db.internal", "rotated-password")
     assert "rotated-password" not in response.content.decode()
 
+    # sent back with the password masked (as the web app's edit form does): every copy keeps the stored one
+    masked = api.put(
+        f"/api/airbyte/v1/destinations/{destination_id}/",
+        {"airbyteConfig": {**new_config, "host": "db2.internal", "password": "**********"}},
+        headers=org.headers,
+    )
+    assert masked.status_code == 200, masked.content
+    kept = {**new_config, "host": "db2.internal"}
+    assert emulator.state()["destinations"][destination_id]["connectionConfiguration"] == kept
+    assert json.loads(prefect.secret_value(f"{org.slug}-warehouse-credentials")) == kept
+    profile = json.loads(prefect.secret_value(f"{org.slug}-dbt-profile"))
+    assert (profile["credentials"]["host"], profile["credentials"]["password"]) == ("db2.internal", "rotated-password")
+
 
 def test_destination_update_errors(api, live, new_org, pg_like_config):
     org = new_org()
@@ -224,12 +237,11 @@ def test_destination_update_errors(api, live, new_org, pg_like_config):
     ).json()["destinationId"]
     unknown = api.put("/api/airbyte/v1/destinations/123/", {"airbyteConfig": pg_like_config}, headers=org.headers)
     assert unknown.status_code == 404 and unknown.json()["detail"] == "destination 123 not found"
-    masked = api.put(
-        f"/api/airbyte/v1/destinations/{destination_id}/",
-        {"airbyteConfig": {**pg_like_config, "password": "**********"}},
-        headers=org.headers,
+    lacking = {key: value for key, value in pg_like_config.items() if key != "database"}
+    refused = api.put(
+        f"/api/airbyte/v1/destinations/{destination_id}/", {"airbyteConfig": lacking}, headers=org.headers
     )
-    assert masked.status_code == 400 and "masked value" in masked.json()["detail"]
+    assert refused.status_code == 400 and "database" in refused.json()["detail"]
 
 
 def test_warehouse_delete_removes_destination_blocks_and_row(api, live, new_org, prefect, tmp_path, emulator):
