@@ -329,8 +329,26 @@ def start_stack(stack: Stack, layout: Layout, ports: Ports, keys: dict[str, str]
     say(f"starting a Prefect process worker on pool '{WORK_POOL}'")
     worker = PrefectWorker(prefect_api, layout.prefect_home, WORK_POOL, query_seconds=1)
     worker.log_path = layout.logs / "prefect-worker.log"
+    # flow runs forked from a warm Python start in a fraction of a second (docs/operations.md, fast starts)
+    warm_start = stack.add(
+        "warm start",
+        ManagedProcess(
+            _python("-m", "ddpui.flows.warm_start", "serve"),
+            env=dict(worker.env),
+            log_path=layout.logs / "warm-start.log",
+            cwd=REPO_ROOT,
+        ),
+    )
+    warm_start.start()
     stack.add("Prefect worker", worker)
     worker.start()
+    subprocess.run(
+        _python("-m", "ddpui.flows.warm_start", "configure-pool", WORK_POOL),
+        env=dict(worker.env),
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
 
     say(f"starting the proxy on 127.0.0.1:{ports.proxy}")
     proxy = stack.add(

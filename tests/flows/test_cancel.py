@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.flows.conftest import process_alive
+
 pytestmark = [pytest.mark.prefect, pytest.mark.worker]
 
 SLOW_MODEL = """
@@ -32,14 +34,6 @@ def wait_until(condition, what: str, timeout: float = 120):
         assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
         time.sleep(0.2)
     return value
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"  # a zombie has ended; only its parent has not reaped it yet
 
 
 def read_pid(path: Path) -> int | None:
@@ -90,7 +84,7 @@ def test_cancelling_stops_the_airbyte_job_the_shell_commands_and_dbt(
     jobs = [job for job in slow_airbyte.server.state()["jobs"].values() if job["configId"] == connection_id]
     assert [job["status"] for job in jobs] == ["cancelled"]
     assert flow_runs.task_results(runs["airbyte"].id)[0]["job_id"] == jobs[0]["id"]
-    assert not alive(shell_pid)
-    assert not alive(dbt_pid)
+    assert not process_alive(shell_pid)
+    assert not process_alive(dbt_pid)
     assert not (tmp_path / "after").exists()
     os.unlink(dbt_repo.work / "models" / "slow_model.py")
