@@ -27,7 +27,7 @@ from ddpui.models import (
     TaskLock,
     TaskProgress,
 )
-from ddpui.services import locks, pipelines
+from ddpui.services import locks, pipelines, run_control
 
 
 class OrgUserInline(admin.TabularInline):
@@ -104,7 +104,16 @@ class DataflowOrgTaskInline(admin.TabularInline):
 
 @admin.register(OrgDataFlowv1)
 class OrgDataFlowv1Admin(admin.ModelAdmin):
-    list_display = ["name", "org", "dataflow_type", "cron", "deployment_name", "deployment_id", "updated_at"]
+    list_display = [
+        "name",
+        "org",
+        "dataflow_type",
+        "cron",
+        "max_parallel_syncs",
+        "deployment_name",
+        "deployment_id",
+        "updated_at",
+    ]
     list_filter = ["dataflow_type", "org"]
     search_fields = ["name", "deployment_name", "deployment_id", "org__slug"]
     list_select_related = ["org"]
@@ -161,9 +170,10 @@ class PrefectFlowRunAdmin(admin.ModelAdmin):
 
     list_display = ["name", "flow_run_id", "org", "state_type", "state_name", "tasks", "start_time", "end_time"]
     list_filter = ["state_type", "state_name", "org"]
-    search_fields = ["flow_run_id", "deployment_id", "name"]
+    search_fields = ["flow_run_id", "deployment_id", "name", "retry_of"]
     list_select_related = ["org"]
     date_hierarchy = "start_time"
+    actions = ["cancel_runs", "retry_runs"]
     fields = [
         "name",
         "flow_run_id",
@@ -171,6 +181,7 @@ class PrefectFlowRunAdmin(admin.ModelAdmin):
         "org",
         ("state_type", "state_name"),
         "state_message",
+        ("retry_of", "cancelled_by"),
         ("expected_start_time", "start_time", "end_time"),
         "total_run_time",
         "task_results_table",
@@ -183,6 +194,36 @@ class PrefectFlowRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def _run_control(self, request, queryset, verb: str, control) -> None:
+        """Applies `control` (a run_control service) to each run, as the operator: the operator's membership
+        of the run's org when there is one, else their e-mail as the actor."""
+        actor = request.user.email or request.user.get_username()
+        for record in queryset.select_related("org"):
+            if record.org is None:
+                self.message_user(request, f"{record.flow_run_id}: not {verb}: the run has no org", messages.ERROR)
+                continue
+            orguser = OrgUser.objects.filter(user=request.user, org=record.org).select_related("user").first()
+            try:
+                result = control(org=record.org, orguser=orguser, flow_run_id=record.flow_run_id, actor=actor)
+            except DomainError as exc:
+                self.message_user(request, f"{record.flow_run_id}: not {verb}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{record.flow_run_id}: {verb} ({result})", messages.SUCCESS)
+
+    @admin.action(description="Cancel the selected runs (stops their Airbyte jobs and commands)")
+    def cancel_runs(self, request, queryset):
+        def cancel(**kwargs) -> str:
+            return run_control.run_cancel(**kwargs).state_name or "cancelling"
+
+        self._run_control(request, queryset, "cancelled", cancel)
+
+    @admin.action(description="Resume the selected failed runs from their failed task")
+    def retry_runs(self, request, queryset):
+        def retry(**kwargs) -> str:
+            return f"new flow run {run_control.run_retry(**kwargs).flow_run_id}"
+
+        self._run_control(request, queryset, "resumed", retry)
 
     @admin.display(description="tasks")
     def tasks(self, obj: PrefectFlowRun) -> str:

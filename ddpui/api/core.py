@@ -111,6 +111,7 @@ ROUTER_MODULES = [
     "ddpui.api.task_progress_api",  # progress of background tasks
     "ddpui.api.tasks_api",  # transform and custom org tasks
     "ddpui.api.pipelines_api",  # pipelines, runs, logs
+    "ddpui.api.run_control_api",  # resume a failed run
     "ddpui.api.audit_api",  # audit trail
 ]
 

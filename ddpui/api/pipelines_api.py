@@ -15,7 +15,7 @@ from ddpui.auth import org_auth
 from ddpui.errors import InvalidInput
 from ddpui.models.tasks import TaskType
 from ddpui.prefect_client import LOG_PAGE_LIMIT
-from ddpui.services import pipelines, runs
+from ddpui.services import pipelines, run_control, runs
 
 router = Router(tags=["pipelines"])
 
@@ -315,7 +315,8 @@ for _path, _operation_id in (
     "/prefect/flow_runs/{flow_run_id}/cancel", response={200: FlowRunOut, **ERRORS}, auth=org_auth("runs:write")
 )
 def cancel_flow_run(request, flow_run_id: str):
-    return flow_run_out(runs.run_cancel(org=request.auth.org, orguser=request.auth.orguser, flow_run_id=flow_run_id))
+    record = run_control.run_cancel(org=request.auth.org, orguser=request.auth.orguser, flow_run_id=flow_run_id)
+    return flow_run_out(record)
 
 
 @router.get("/dashboard/v1", response={200: list[OverviewItem], **ERRORS}, auth=org_auth("pipelines:read"))

@@ -60,6 +60,8 @@ class FlowRunOut(pydantic.BaseModel):
     endTime: datetime | None
     totalRunTime: float
     taskResults: list[dict[str, Any]]
+    retryOf: str | None = pydantic.Field(None, description="the failed run this one resumes (POST .../retry)")
+    cancelledBy: str | None = pydantic.Field(None, description="who cancelled the run through the API or the admin")
 
 
 def flow_run_out(record: PrefectFlowRun) -> dict[str, Any]:
@@ -80,4 +82,6 @@ def flow_run_out(record: PrefectFlowRun) -> dict[str, Any]:
         "endTime": record.end_time,
         "totalRunTime": record.total_run_time,
         "taskResults": record.task_results or [],
+        "retryOf": record.retry_of,
+        "cancelledBy": record.cancelled_by or None,
     }

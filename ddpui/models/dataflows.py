@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from ddpcontract.tasks import DEFAULT_MAX_PARALLEL_SYNCS, MAX_PARALLEL_SYNCS_LIMIT
 from ddpui.models.org import Org
 from ddpui.models.tasks import OrgTask
 
@@ -20,6 +22,11 @@ class OrgDataFlowv1(models.Model):
     cron = models.CharField(max_length=100, null=True, blank=True)
     timezone = models.CharField(max_length=64, null=True, blank=True)
     dataflow_type = models.CharField(max_length=16, choices=DataflowType.choices, default=DataflowType.ORCHESTRATE)
+    # the pipeline's Airbyte syncs run side by side, at most this many at once (1: every task in turn)
+    max_parallel_syncs = models.PositiveSmallIntegerField(
+        default=DEFAULT_MAX_PARALLEL_SYNCS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLEL_SYNCS_LIMIT)],
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

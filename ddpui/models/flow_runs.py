@@ -20,6 +20,10 @@ class PrefectFlowRun(models.Model):
     end_time = models.DateTimeField(null=True, blank=True)
     total_run_time = models.FloatField(default=0)
     task_results = models.JSONField(default=list, blank=True)
+    # the failed run this one resumes (a retry from the failed task), by flow run id
+    retry_of = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+    # who cancelled the run through ddpui (the API or the admin); empty otherwise
+    cancelled_by = models.CharField(max_length=254, blank=True, default="")
     # the run events already announced (services/notifications.py): each goes out once, whoever saw it first
     notified_events = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -23,6 +23,7 @@ class AuditAction(StrEnum):
     TASK_DELETED = "task.deleted"
     TASK_RUN_TRIGGERED = "task.run_triggered"
     RUN_CANCELLED = "run.cancelled"
+    RUN_RETRIED = "run.retried"
     RUN_CANCELLED_OVERLAP = "run.cancelled_overlap"
     LOCKS_TAKEN = "locks.taken"
     LOCKS_RELEASED = "locks.released"

@@ -128,8 +128,10 @@ class OrgContext:
         return self.dbt_task(orgtask, seq)
 
 
-def deployment_parameters(*, org: Org, orgtasks: list[OrgTask]) -> dict:
-    """The deployment parameters for org tasks already in run order."""
+def deployment_parameters(*, org: Org, orgtasks: list[OrgTask], max_parallel_syncs: int | None = None) -> dict:
+    """The deployment parameters for org tasks already in run order; `max_parallel_syncs` (how many of the
+    pipeline's Airbyte syncs run at once) is written when given."""
     context = OrgContext(org)
-    config = PipelineConfig(org_slug=org.slug, tasks=[context.task(t, seq) for seq, t in enumerate(orgtasks)])
+    fields = {"max_parallel_syncs": max_parallel_syncs} if max_parallel_syncs is not None else {}
+    config = PipelineConfig(org_slug=org.slug, tasks=[context.task(t, seq) for seq, t in enumerate(orgtasks)], **fields)
     return config.parameters()

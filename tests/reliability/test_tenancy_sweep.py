@@ -143,6 +143,7 @@ ROUTES: dict[tuple[str, str], Callable[[dict], dict | None]] = {
     ("POST", "/api/prefect/flows/{deployment_id}/set_schedule/{status}"): lambda a: None,
     ("GET", "/api/dashboard/v1"): lambda a: None,
     ("POST", "/api/prefect/flow_runs/{flow_run_id}/cancel"): lambda a: None,
+    ("POST", "/api/prefect/flow_runs/{flow_run_id}/retry"): lambda a: None,
     ("GET", "/api/v1/audit"): lambda a: None,
 }
 
