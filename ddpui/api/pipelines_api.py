@@ -9,6 +9,7 @@ from typing import Any, Literal
 import pydantic
 from ninja import Field, Query, Router, Schema
 
+from ddpcontract.tasks import MAX_PARALLEL_SYNCS_LIMIT
 from ddpui.api.schemas import ERRORS, MAX_OFFSET, OkOut
 from ddpui.api.shapes import FlowRunOut, LockOut, flow_run_out, prefect_run_out
 from ddpui.auth import org_auth
@@ -42,6 +43,12 @@ class PipelineIn(Schema):
     # the web app's "run transform tasks" switch ('yes'/'no'); accepted and not needed: the pipeline's
     # tasks are exactly the ones `transformTasks` names
     dbtTransform: str | None = None
+    maxParallelSyncs: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PARALLEL_SYNCS_LIMIT,
+        description="Airbyte syncs run at once (default 4; 1: every task in turn); left out on update: kept",
+    )
 
 
 class PipelineCreatedOut(Schema):
@@ -91,6 +98,7 @@ class PipelineDetailOut(Schema):
     dbtTransform: str
     connections: list[PipelineConnectionOut]
     transformTasks: list[PipelineTaskOut]
+    maxParallelSyncs: int
     lock: LockOut | None
     isRunning: bool
 
@@ -142,6 +150,7 @@ def _refs(payload: PipelineIn) -> dict:
         "transform_tasks": [pipelines.TaskRef(key=t.uuid, seq=t.seq) for t in payload.transformTasks],
         "cron": payload.cron,
         "timezone": payload.timezone,
+        "max_parallel_syncs": payload.maxParallelSyncs,
     }
 
 
@@ -165,6 +174,7 @@ def _detail_out(detail: pipelines.PipelineDetail) -> dict:
         "transformTasks": [
             {"uuid": str(t.uuid), "seq": seq, "slug": t.task.slug, "command": t.command_text()} for seq, t in transform
         ],
+        "maxParallelSyncs": dataflow.max_parallel_syncs,
         "lock": detail.lock,
         "isRunning": detail.lock is not None and detail.lock.held_by(dataflow.id),
     }

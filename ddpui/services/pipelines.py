@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from ddpcontract.flows import Entrypoint
+from ddpcontract.tasks import DEFAULT_MAX_PARALLEL_SYNCS, MAX_PARALLEL_SYNCS_LIMIT
 from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -141,15 +142,25 @@ def _store_links(dataflow: OrgDataFlowv1, orgtasks: list[OrgTask]) -> None:
 
 
 def _prepare(
-    *, org: Org, name: str, connections: list[TaskRef], transform_tasks: list[TaskRef], cron, timezone
+    *,
+    org: Org,
+    name: str,
+    connections: list[TaskRef],
+    transform_tasks: list[TaskRef],
+    cron,
+    timezone,
+    max_parallel_syncs: int,
 ) -> tuple[str, str | None, str | None, list[OrgTask], dict]:
     """Validates a create/update request and builds its run order and deployment parameters."""
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise InvalidInput("the pipeline name must be 1 to 100 characters")
+    if not 1 <= max_parallel_syncs <= MAX_PARALLEL_SYNCS_LIMIT:
+        raise InvalidInput(f"maxParallelSyncs must be 1 to {MAX_PARALLEL_SYNCS_LIMIT} (1: one task after the other)")
     cron, timezone = _validate_schedule(cron, timezone)
     orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
-    return name, cron, timezone, orgtasks, deployment_parameters(org=org, orgtasks=orgtasks)
+    parameters = deployment_parameters(org=org, orgtasks=orgtasks, max_parallel_syncs=max_parallel_syncs)
+    return name, cron, timezone, orgtasks, parameters
 
 
 def pipeline_create(
@@ -161,9 +172,18 @@ def pipeline_create(
     transform_tasks: list[TaskRef],
     cron: str | None,
     timezone: str | None = None,
+    max_parallel_syncs: int | None = None,
 ) -> OrgDataFlowv1:
+    """`max_parallel_syncs`: how many of its Airbyte syncs run at once (default 4; 1: every task in turn)."""
+    max_parallel_syncs = max_parallel_syncs or DEFAULT_MAX_PARALLEL_SYNCS
     name, cron, timezone, orgtasks, parameters = _prepare(
-        org=org, name=name, connections=connections, transform_tasks=transform_tasks, cron=cron, timezone=timezone
+        org=org,
+        name=name,
+        connections=connections,
+        transform_tasks=transform_tasks,
+        cron=cron,
+        timezone=timezone,
+        max_parallel_syncs=max_parallel_syncs,
     )
     deployment_name = f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}-{uuid.uuid4().hex[:8]}"
     with Rollback(f"creating the pipeline '{name}' of {org.slug}") as rollback:
@@ -181,6 +201,7 @@ def pipeline_create(
                 cron=cron,
                 timezone=timezone,
                 dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE,
+                max_parallel_syncs=max_parallel_syncs,
             )
             _store_links(dataflow, orgtasks)
             audit_record(
@@ -213,11 +234,21 @@ def pipeline_update(
     transform_tasks: list[TaskRef],
     cron: str | None,
     timezone: str | None = None,
+    max_parallel_syncs: int | None = None,
 ) -> OrgDataFlowv1:
+    """`max_parallel_syncs` None keeps the pipeline's."""
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
     _refuse_while_running(dataflow, "update")
+    old_max_parallel_syncs = dataflow.max_parallel_syncs
+    max_parallel_syncs = max_parallel_syncs or old_max_parallel_syncs
     name, cron, timezone, orgtasks, parameters = _prepare(
-        org=org, name=name, connections=connections, transform_tasks=transform_tasks, cron=cron, timezone=timezone
+        org=org,
+        name=name,
+        connections=connections,
+        transform_tasks=transform_tasks,
+        cron=cron,
+        timezone=timezone,
+        max_parallel_syncs=max_parallel_syncs,
     )
     deployment = get_proxy().deployment(dataflow.deployment_id)
     if deployment.get().get("entrypoint") == Entrypoint.LEGACY_PIPELINE:
@@ -226,7 +257,9 @@ def pipeline_update(
             f"the pipeline '{dataflow.name}' still runs the legacy block-based flow: finish its migration "
             "(migrate_blocks_to_tasks --switch-entrypoint, docs/migration.md) before editing it"
         )
-    old_parameters = deployment_parameters(org=org, orgtasks=dataflow_orgtasks(dataflow))
+    old_parameters = deployment_parameters(
+        org=org, orgtasks=dataflow_orgtasks(dataflow), max_parallel_syncs=old_max_parallel_syncs
+    )
     old_cron, old_timezone = dataflow.cron, dataflow.timezone
     with Rollback(f"updating the pipeline '{dataflow.name}' of {org.slug}") as rollback:
         deployment.update(parameters=parameters, cron=cron, timezone=timezone)
@@ -236,7 +269,8 @@ def pipeline_update(
         )
         with transaction.atomic():
             dataflow.name, dataflow.cron, dataflow.timezone = name, cron, timezone
-            dataflow.save(update_fields=["name", "cron", "timezone", "updated_at"])
+            dataflow.max_parallel_syncs = max_parallel_syncs
+            dataflow.save(update_fields=["name", "cron", "timezone", "max_parallel_syncs", "updated_at"])
             _store_links(dataflow, orgtasks)
             audit_record(
                 org=org,

@@ -17,10 +17,9 @@ from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org, OrgUser
 from ddpui.prefect_client import get_proxy
-from ddpui.services import locks, runs
+from ddpui.services import runs
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.pipelines import dataflow_orgtasks
-from ddpui.services.run_states import locks_acquire_or_heal, run_state_apply
+from ddpui.services.selectors import dataflow_orgtasks
 
 # a run that ended in one of these states can be resumed
 RESUMABLE_STATES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
@@ -65,31 +64,18 @@ def _resumable(*, org: Org, flow_run_id: str) -> tuple[PrefectFlowRun, OrgDataFl
 def run_retry(*, org: Org, orguser: OrgUser | None, flow_run_id: str, actor: str | None = None) -> PrefectFlowRun:
     """Starts a run of the failed run's pipeline that runs its failed task and everything after it.
 
-    Raises NotFound (not the org's run), Conflict (not resumable, nothing to resume, or the pipeline's tasks
-    are locked by another run — TaskLocked, naming the holder)."""
+    Started like any pipeline run (runs.run_start: the pipeline's locks all or none, the record, the audit
+    row); raises NotFound (not the org's run), Conflict (not resumable, nothing to resume, or the pipeline's
+    tasks are locked by another run — TaskLocked, naming the holder)."""
     original, dataflow, config = _resumable(org=org, flow_run_id=flow_run_id)
     tasks = resume_tasks(config["tasks"], original.task_results or [])
     if not tasks:
         raise Conflict(f"every task of flow run {flow_run_id} succeeded: there is nothing to resume")
     parameters = {"config": {**config, "tasks": tasks}}
-    held = locks_acquire_or_heal(orgtasks=dataflow_orgtasks(dataflow), locked_by=orguser, dataflow=dataflow)
-    try:
-        run = get_proxy().deployment(dataflow.deployment_id).create_run(parameters=parameters)
-    except Exception:
-        locks.locks_release(locks=held)
-        raise
+    record = runs.run_start(
+        org=org, orguser=orguser, orgtasks=dataflow_orgtasks(dataflow), dataflow=dataflow, parameters=parameters
+    )
     with transaction.atomic():
-        locks.locks_attach_run(locks=held, flow_run_id=run.id)
-        record, _ = run_state_apply(
-            org=org,
-            run={
-                "flow_run_id": run.id,
-                "name": run.name,
-                "deployment_id": dataflow.deployment_id,
-                "state_type": StateType.SCHEDULED.value,
-                "state_name": "Scheduled",
-            },
-        )
         record.retry_of = original.flow_run_id
         record.save(update_fields=["retry_of", "updated_at"])
         audit_record(
@@ -98,7 +84,7 @@ def run_retry(*, org: Org, orguser: OrgUser | None, flow_run_id: str, actor: str
             actor=actor,
             action=AuditAction.RUN_RETRIED,
             object_type="flow_run",
-            object_id=run.id,
+            object_id=record.flow_run_id,
             details={
                 "retry_of": original.flow_run_id,
                 "pipeline": dataflow.name,
@@ -109,9 +95,11 @@ def run_retry(*, org: Org, orguser: OrgUser | None, flow_run_id: str, actor: str
 
 
 def run_cancel(*, org: Org, orguser: OrgUser | None, flow_run_id: str, actor: str | None = None) -> PrefectFlowRun:
-    """Cancels the run (runs.run_cancel) and records who did: the user's e-mail, or `actor` (the admin)."""
+    """Cancels the run (runs.run_cancel) and records who asked, the user's e-mail or `actor` (the admin's),
+    when the run is now being cancelled — a run that had already ended some other way keeps no canceller."""
     record = runs.run_cancel(org=org, orguser=orguser, flow_run_id=flow_run_id)
     who = orguser.user.email if orguser is not None else (actor or "system")
-    PrefectFlowRun.objects.filter(pk=record.pk, cancelled_by="").update(cancelled_by=who)
+    cancelling = [StateType.CANCELLING.value, StateType.CANCELLED.value]
+    PrefectFlowRun.objects.filter(pk=record.pk, cancelled_by="", state_type__in=cancelling).update(cancelled_by=who)
     record.refresh_from_db()
     return record
