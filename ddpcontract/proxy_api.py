@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID as _UUID
 
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -25,6 +27,17 @@ from ddpcontract.flows import Entrypoint
 from ddpcontract.states import StateType
 from ddpcontract.tasks import GIT_PULL_SECRET_ENV_KEY, BlockName, DbtTaskConfig, NonEmpty, ShellTaskConfig
 from ddpcontract.warehouses import WarehouseType
+
+
+def _uuid_text(value: Any) -> str:
+    try:
+        return str(value if isinstance(value, _UUID) else _UUID(str(value)))
+    except ValueError:
+        raise ValueError("must be a UUID") from None
+
+
+# A UUID, held as its canonical text (as in the JSON): ids compare equal to the strings Django stores.
+Uuid = Annotated[str, BeforeValidator(_uuid_text), WithJsonSchema({"format": "uuid", "type": "string"})]
 
 # Prefect refuses / % & > < in names; ? # and control characters would break the by-name URL it is read back with
 ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><?#\x00-\x1f\x7f]+$", min_length=1, max_length=200)]
@@ -38,12 +51,12 @@ class Request(BaseModel):
 
 
 class BlockRef(BaseModel):
-    block_id: UUID
+    block_id: Uuid
     block_name: str
 
 
 class BlockDeleted(BaseModel):
-    block_id: UUID
+    block_id: Uuid
     deleted: bool = True
 
 
@@ -155,7 +168,7 @@ class SecretMerge(Request):
 
 
 class SecretMerged(BaseModel):
-    block_id: UUID
+    block_id: Uuid
     block_name: str
     kept: list[str] = Field(description="Where the stored value was kept (dotted paths, list items by index)")
 
@@ -194,14 +207,14 @@ class DeploymentEntrypointUpdate(Request):
 
 
 class DeploymentRef(BaseModel):
-    deployment_id: UUID
+    deployment_id: Uuid
     name: str
 
 
 class Deployment(BaseModel):
-    deployment_id: UUID
+    deployment_id: Uuid
     name: str
-    flow_id: UUID
+    flow_id: Uuid
     tags: list[str]
     parameters: dict[str, Any]
     cron: str | None
@@ -214,7 +227,7 @@ class Deployment(BaseModel):
 
 class DeploymentFilter(Request):
     org_slug: NonEmpty | None = None
-    deployment_ids: list[UUID] | None = None
+    deployment_ids: list[Uuid] | None = None
 
 
 class DeploymentList(BaseModel):
@@ -222,24 +235,24 @@ class DeploymentList(BaseModel):
 
 
 class DeploymentIds(Request):
-    deployment_ids: list[UUID] = Field(max_length=10000)
+    deployment_ids: list[Uuid] = Field(max_length=10000)
 
 
 class ScheduleStates(BaseModel):
     """Of the deployments asked about: those paused and those Prefect does not have; every other one exists
     with its schedule active. Sized by the exceptions, so a list of a thousand pipelines stays cheap."""
 
-    paused: list[UUID]
-    missing: list[UUID]
+    paused: list[Uuid]
+    missing: list[Uuid]
 
 
 class DeploymentDeleted(BaseModel):
-    deployment_id: UUID
+    deployment_id: Uuid
     deleted: bool = True
 
 
 class ScheduleState(BaseModel):
-    deployment_id: UUID
+    deployment_id: Uuid
     is_schedule_active: bool
 
 
@@ -253,14 +266,14 @@ class FlowRunCreate(Request):
 
 
 class FlowRunRef(BaseModel):
-    flow_run_id: UUID
+    flow_run_id: Uuid
     name: str
 
 
 class FlowRun(BaseModel):
-    flow_run_id: UUID
+    flow_run_id: Uuid
     name: str
-    deployment_id: UUID | None
+    deployment_id: Uuid | None
     state_type: str | None
     state_name: str | None
     state_message: str | None
@@ -273,8 +286,8 @@ class FlowRun(BaseModel):
 
 
 class FlowRunFilter(Request):
-    flow_run_ids: list[UUID] | None = Field(default=None, max_length=200, description="Only these runs")
-    deployment_ids: list[UUID] | None = None
+    flow_run_ids: list[Uuid] | None = Field(default=None, max_length=200, description="Only these runs")
+    deployment_ids: list[Uuid] | None = None
     state_types: list[StateType] | None = None
     start_after: datetime | None = Field(default=None, description="Runs that started at or after this time")
     start_before: datetime | None = Field(default=None, description="Runs that started at or before this time")
@@ -302,8 +315,8 @@ class LogLine(BaseModel):
     level: int
     level_name: str
     message: str
-    flow_run_id: UUID | None
-    task_run_id: UUID | None = None
+    flow_run_id: Uuid | None
+    task_run_id: Uuid | None = None
 
 
 class FlowRunLogs(BaseModel):
@@ -313,7 +326,7 @@ class FlowRunLogs(BaseModel):
 
 
 class FlowRunStateChange(BaseModel):
-    flow_run_id: UUID
+    flow_run_id: Uuid
     state_type: str
     state_name: str
 
@@ -361,10 +374,10 @@ class FlowRunNotifications(BaseModel):
     """What is set up, never the secret."""
 
     name: str
-    automation_id: UUID
+    automation_id: Uuid
     enabled: bool
     events: list[str]
-    block_id: UUID | None
+    block_id: Uuid | None
     block_name: str | None
     url: str | None
     secret_header_name: str | None
@@ -392,7 +405,7 @@ class LegacyBlocksDescribe(Request):
 class LegacyDbtProfile(BaseModel):
     """What a legacy dbt CLI profile is, never its credentials."""
 
-    block_id: UUID | None = Field(default=None, description="The named dbt CLI Profile block referenced, if any")
+    block_id: Uuid | None = Field(default=None, description="The named dbt CLI Profile block referenced, if any")
     block_name: str | None = None
     profile_name: str
     target: str
@@ -402,7 +415,7 @@ class LegacyDbtProfile(BaseModel):
 
 
 class LegacyBlock(BaseModel):
-    block_id: UUID
+    block_id: Uuid
     block_name: str
     block_type: str = Field(description="Prefect's block type name, e.g. 'dbt Core Operation'")
     block_type_slug: str

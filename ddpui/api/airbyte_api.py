@@ -13,6 +13,7 @@ from typing import Any
 from ninja import Field, Router, Schema
 from pydantic import ConfigDict, model_validator
 
+from ddpcontract import proxy_api as api
 from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.api.tasks_api import TaskLockOut
 from ddpui.auth import org_auth
@@ -273,7 +274,7 @@ def _source_json(source: dict) -> dict:
     }
 
 
-def _lock_json(lock, run: dict | None = None) -> locks.LockState | None:
+def _lock_json(lock, run: api.FlowRun | None = None) -> locks.LockState | None:
     """The one lock rule (`locks.lock_state`), shaped by TaskLockOut: a run nobody started by hand (a schedule)
     is held by "system", which the web app prints as "Triggered by: system"."""
     return locks.lock_state_for(lock, observed_run=run)

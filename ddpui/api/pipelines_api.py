@@ -295,7 +295,8 @@ def get_flow_run_logs(
 ):
     page = runs.run_logs(org=request.auth.org, flow_run_id=flow_run_id, offset=offset, limit=limit)
     # nested as the web app reads it (`logs.logs[]`), the next offset beside
-    return {"logs": {"offset": page.offset, "logs": page.lines}, "offset": page.offset, "next_offset": page.next_offset}
+    lines = [line.model_dump(mode="json") for line in page.lines]
+    return {"logs": {"offset": page.offset, "logs": lines}, "offset": page.offset, "next_offset": page.next_offset}
 
 
 def flow_run_history(

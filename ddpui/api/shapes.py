@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import pydantic
 
+from ddpcontract import proxy_api as api
 from ddpui.models.flow_runs import PrefectFlowRun
 
 
@@ -25,19 +26,20 @@ class LockOut(pydantic.BaseModel):
     lockingPipeline: str | None = pydantic.Field(alias="locking_pipeline")
 
 
-def prefect_run_out(run: dict[str, Any] | None) -> dict[str, Any] | None:
+def prefect_run_out(run: api.FlowRun | None) -> dict[str, Any] | None:
     """A run as the proxy reports it (snake_case, kept) plus the names the web app reads: `id`, `status` (the
     state type, e.g. COMPLETED), `startTime`, `expectedStartTime`, `totalRunTime`."""
     if run is None:
         return None
+    reported = run.model_dump(mode="json")
     return {
-        **run,
-        "id": str(run["flow_run_id"]),
-        "status": run.get("state_type"),
-        "startTime": run.get("start_time"),
-        "expectedStartTime": run.get("expected_start_time"),
-        "endTime": run.get("end_time"),
-        "totalRunTime": run.get("total_run_time") or 0,
+        **reported,
+        "id": reported["flow_run_id"],
+        "status": reported["state_type"],
+        "startTime": reported["start_time"],
+        "expectedStartTime": reported["expected_start_time"],
+        "endTime": reported["end_time"],
+        "totalRunTime": reported["total_run_time"] or 0,
     }
 
 

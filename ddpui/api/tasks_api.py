@@ -168,7 +168,7 @@ def run_task(request, orgtask_uuid: str):
     else:
         passed = run.state_type == "COMPLETED" and run.state_name != "DBT_TEST_FAILED"
         status = "success" if passed else "failed"
-        lines = [line.get("message", "") for line in result.log_lines]
+        lines = [line.message for line in result.log_lines]
     return {
         "status": status,
         "result": lines,

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone as django_timezone
 
+from ddpcontract import proxy_api as api
 from ddpcontract.states import LIVE_STATES
 from ddpcontract.tasks import TaskType
 from ddpui.block_migration.comparison import Step, dbt_steps, shell_steps
@@ -35,7 +36,7 @@ LOCK_GRACE_SECONDS = 300
 @dataclass
 class LegacyDeployment:
     dataflow: OrgDataFlow
-    deployment: dict | None  # the proxy's view; None when Prefect has no such deployment
+    deployment: api.Deployment | None  # the proxy's view; None when Prefect has no such deployment
 
     @property
     def deployment_id(self) -> str:
@@ -47,7 +48,7 @@ class LegacyDeployment:
 
     @property
     def parameters(self) -> dict:
-        return dict((self.deployment or {}).get("parameters") or {})
+        return dict(self.deployment.parameters) if self.deployment is not None else {}
 
     @property
     def legacy_parameters(self) -> dict:
@@ -90,12 +91,12 @@ class LegacyOrg:
         views = {}
         if dataflows:
             ids = [dataflow.deployment_id for dataflow in dataflows]
-            views = {str(view["deployment_id"]): view for view in self.proxy.deployments.filter(deployment_ids=ids)}
+            views = {view.deployment_id: view for view in self.proxy.deployments.filter(deployment_ids=ids)}
         self.deployments = [LegacyDeployment(dataflow, views.get(dataflow.deployment_id)) for dataflow in dataflows]
         names = {row.block_name for row in self.rows}
         names |= {name for deployment in self.deployments for name, _ in deployment.entries()}
         described = BlockMigration(self.proxy).describe_blocks(sorted(names))
-        self.documents = {(block["block_name"], block["block_type"]): block for block in described["blocks"]}
+        self.documents = {(block.block_name, block.block_type): block for block in described.blocks}
         self.subcommands = dbt_subcommands()
 
     @property
@@ -105,13 +106,13 @@ class LegacyOrg:
     def rows_of(self, block_type: str) -> list[OrgPrefectBlock]:
         return [row for row in self.rows if row.block_type == block_type]
 
-    def document(self, name: str, block_type: str, *, used_by: str) -> dict:
+    def document(self, name: str, block_type: str, *, used_by: str) -> api.LegacyBlock:
         document = self.documents.get((name, block_type))
         if document is None:
             raise MissingBlock(f"the {block_type} block '{name}' used by {used_by} is missing in Prefect")
         return document
 
-    def require_deployment(self, legacy: LegacyDeployment) -> dict:
+    def require_deployment(self, legacy: LegacyDeployment) -> api.Deployment:
         if legacy.deployment is None:
             raise MigrationProblem(f"the deployment of the legacy dataflow {legacy.label} is missing in Prefect")
         return legacy.deployment
@@ -122,20 +123,18 @@ class LegacyOrg:
         for name, block_type in legacy.entries():
             document = self.document(name, block_type, used_by=legacy.label)
             if block_type == AIRBYTE_CONNECTION:
-                steps.append(
-                    Step("airbyte", str(document["connection_id"]), str(document["airbyte_server_block"]), name)
-                )
+                steps.append(Step("airbyte", str(document.connection_id), str(document.airbyte_server_block), name))
             elif block_type == SHELL_OPERATION:
                 steps += shell_steps(
-                    document.get("commands") or [],
-                    working_dir=document.get("working_dir"),
-                    url_block=document.get("git_pull_url_block"),
+                    document.commands or [],
+                    working_dir=document.working_dir,
+                    url_block=document.git_pull_url_block,
                     label=name,
                 )
             else:
                 steps += dbt_steps(
-                    document.get("commands") or [],
-                    project_dir=document.get("project_dir"),
+                    document.commands or [],
+                    project_dir=document.project_dir,
                     label=name,
                     subcommands=self.subcommands,
                 )
@@ -147,17 +146,17 @@ class LegacyOrg:
             )
         return steps
 
-    def dbt_documents(self) -> list[dict]:
+    def dbt_documents(self) -> list[api.LegacyBlock]:
         return sorted(
             (document for (_, block_type), document in self.documents.items() if block_type == DBT_CORE_OPERATION),
-            key=lambda document: document["block_name"],
+            key=lambda document: document.block_name,
         )
 
     def git_url_blocks(self) -> set[str]:
         return {
-            document["git_pull_url_block"]
+            document.git_pull_url_block
             for (_, block_type), document in self.documents.items()
-            if block_type == SHELL_OPERATION and document.get("git_pull_url_block")
+            if block_type == SHELL_OPERATION and document.git_pull_url_block
         }
 
     def held_locks(self) -> list[str]:
@@ -173,7 +172,7 @@ class LegacyOrg:
                     )
                 continue
             try:
-                state = self.proxy.flow_run(lock.flow_run_id).state().get("state_type")
+                state = self.proxy.flow_run(lock.flow_run_id).state().state_type
             except ProxyNotFound:
                 continue
             if state in LIVE_STATES:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ddpcontract import proxy_api as api
 from ddpcontract.flows import Entrypoint
 from ddpui.block_migration.changes import Change, UndoLog
 from ddpui.block_migration.comparison import GIT_PULL_COMMAND, Step
@@ -128,15 +129,15 @@ class Planner:
             )
         return changes
 
-    def _create_dataflow(self, legacy: LegacyDeployment, deployment: dict, steps: list[Step]) -> None:
+    def _create_dataflow(self, legacy: LegacyDeployment, deployment: api.Deployment, steps: list[Step]) -> None:
         orgtasks = [self.resolver.ensure(step, self.legacy.subcommands) for step in steps]
         dataflow = OrgDataFlowv1.objects.create(
             org=self.org,
             name=legacy.dataflow.name[:100],
             deployment_id=legacy.deployment_id,
             deployment_name=legacy.dataflow.deployment_name,
-            cron=deployment.get("cron"),
-            timezone=deployment.get("timezone") if deployment.get("cron") else None,
+            cron=deployment.cron,
+            timezone=deployment.timezone if deployment.cron else None,
             dataflow_type=legacy.dataflow_type,
         )
         DataflowOrgTask.objects.bulk_create(
@@ -148,7 +149,7 @@ class Planner:
     def _set_parameters(self, legacy: LegacyDeployment, undo: UndoLog) -> None:
         dataflow = OrgDataFlowv1.objects.get(deployment_id=legacy.deployment_id)
         handle = self.proxy.deployment(legacy.deployment_id)
-        before = handle.get()["parameters"]
+        before = handle.get().parameters
         handle.update(parameters=self._expected_parameters(legacy, dataflow))
         undo.add(f"parameters of deployment {legacy.deployment_id}", lambda: handle.update(parameters=before))
 
@@ -160,9 +161,9 @@ class Planner:
         changes = []
         for legacy in self.legacy.deployments:
             deployment = self.legacy.require_deployment(legacy)
-            if deployment.get("entrypoint") == to:
+            if deployment.entrypoint == to:
                 continue
-            before = deployment.get("entrypoint") or Entrypoint.LEGACY_PIPELINE
+            before = deployment.entrypoint or Entrypoint.LEGACY_PIPELINE
             changes.append(
                 Change(
                     f"{verb} deployment {legacy.label} at {to}",
@@ -235,13 +236,13 @@ class Phase2(Planner):
                 changes += self._dataflow_changes(legacy)
         return changes
 
-    def _profile_source(self) -> dict | None:
-        documents = [document for document in self.legacy.dbt_documents() if document.get("dbt_cli_profile")]
+    def _profile_source(self) -> api.LegacyBlock | None:
+        documents = [document for document in self.legacy.dbt_documents() if document.dbt_cli_profile]
         profiles = {
             tuple(
                 sorted(
                     (key, value)
-                    for key, value in document["dbt_cli_profile"].items()
+                    for key, value in document.dbt_cli_profile.model_dump().items()
                     if key not in ("block_id", "block_name")
                 )
             )
@@ -250,7 +251,7 @@ class Phase2(Planner):
         if len(profiles) > 1:
             raise MigrationProblem(
                 "the org's dbt Core Operation blocks use different dbt profiles "
-                f"({', '.join(sorted(document['block_name'] for document in documents))}): make them use one first"
+                f"({', '.join(sorted(document.block_name for document in documents))}): make them use one first"
             )
         return documents[0] if documents else None
 
@@ -264,7 +265,7 @@ class Phase2(Planner):
             block_id = legacy_ids.get(name)
             if block_id is None:
                 try:
-                    block_id = str(BlockMigration(self.proxy).secret_get(name)["block_id"])
+                    block_id = BlockMigration(self.proxy).secret_get(name).block_id
                 except ProxyNotFound:
                     if name not in required:
                         continue
@@ -295,12 +296,12 @@ class Phase2(Planner):
             changes.append(
                 Change(
                     f"write the dbt CLI profile Secret '{name}' from the profile of the dbt Core Operation block "
-                    f"'{source['block_name']}' (converted in the proxy)",
-                    lambda undo: self._create_profile(source["block_name"], name, undo),
+                    f"'{source.block_name}' (converted in the proxy)",
+                    lambda undo: self._create_profile(source.block_name, name, undo),
                 )
             )
         dbt = OrgDbt.objects.filter(org=self.org).first()
-        project_dirs = {document.get("project_dir") for document in self.legacy.dbt_documents()}
+        project_dirs = {document.project_dir for document in self.legacy.dbt_documents()}
         git_block = next(iter(git_blocks), None)
         if dbt is None and source is not None:
             if len(project_dirs) > 1:
@@ -309,7 +310,7 @@ class Phase2(Planner):
                 )
             changes.append(
                 Change(
-                    f"create the dbt workspace row (OrgDbt) for {source.get('project_dir')}",
+                    f"create the dbt workspace row (OrgDbt) for {source.project_dir}",
                     lambda undo: self._create_dbt_workspace(source, git_block),
                 )
             )
@@ -329,22 +330,22 @@ class Phase2(Planner):
         created = BlockMigration(self.proxy).dbt_cli_profile_from_dbtcore(
             dbtcore_block_name=dbtcore_block_name, cli_profile_block_name=name
         )
-        undo.add(f"dbt CLI profile Secret {name}", lambda: self._delete_block(str(created["block_id"])))
+        undo.add(f"dbt CLI profile Secret {name}", lambda: self._delete_block(created.block_id))
         OrgPrefectBlockv1.objects.create(
             org=self.org,
             block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE,
-            block_id=str(created["block_id"]),
-            block_name=created["block_name"],
+            block_id=created.block_id,
+            block_name=created.block_name,
         )
 
-    def _create_dbt_workspace(self, source: dict, git_block: str | None) -> None:
-        profile = source["dbt_cli_profile"]
+    def _create_dbt_workspace(self, source: api.LegacyBlock, git_block: str | None) -> None:
+        profile = source.dbt_cli_profile
         OrgDbt.objects.create(
             org=self.org,
-            project_dir=source.get("project_dir") or "",
+            project_dir=source.project_dir or "",
             gitrepo_access_token_secret=git_block,
-            target_type=profile["wtype"] if profile["wtype"] in WarehouseType.values else None,
-            default_schema=profile["target_schema"] or None,
+            target_type=profile.wtype if profile.wtype in WarehouseType.values else None,
+            default_schema=profile.target_schema or None,
         )
         self._link_dbt_workspace(git_block)
 
@@ -445,10 +446,10 @@ class Phase3(Planner):
         found: dict[str, tuple[str, str]] = {}
         for (name, block_type), document in self.legacy.documents.items():
             if block_type in CLEANUP_BLOCK_TYPES:
-                found[str(document["block_id"])] = (name, block_type)
-            profile = document.get("dbt_cli_profile") or {}
-            if block_type == DBT_CORE_OPERATION and profile.get("block_id"):
-                found[str(profile["block_id"])] = (profile["block_name"], DBT_CLI_PROFILE)
+                found[document.block_id] = (name, block_type)
+            profile = document.dbt_cli_profile
+            if block_type == DBT_CORE_OPERATION and profile is not None and profile.block_id:
+                found[profile.block_id] = (profile.block_name, DBT_CLI_PROFILE)
         # operations before the profiles they reference
         order = {block_type: index for index, block_type in enumerate(CLEANUP_BLOCK_TYPES)}
         return sorted(
@@ -457,7 +458,7 @@ class Phase3(Planner):
 
     def _drop_legacy_parameters(self, legacy: LegacyDeployment, undo: UndoLog) -> None:
         handle = self.proxy.deployment(legacy.deployment_id)
-        before = handle.get()["parameters"]
+        before = handle.get().parameters
         handle.update(parameters={key: value for key, value in before.items() if key not in LEGACY_PARAMETERS})
         undo.add(f"parameters of deployment {legacy.deployment_id}", lambda: handle.update(parameters=before))
 

@@ -67,7 +67,7 @@ def _verify_deployment(legacy_org: LegacyOrg, legacy: LegacyDeployment, *, delet
         return check
     if old is not None:
         check.differences += compare_steps(old, new)
-    deployed = deployment.get("parameters", {}).get("config")
+    deployed = deployment.parameters.get("config")
     if not deployed:
         check.differences.append("the deployment's parameters have no config (the new tasks)")
     else:
@@ -83,7 +83,7 @@ def _verify_deployment(legacy_org: LegacyOrg, legacy: LegacyDeployment, *, delet
                 "the deployment's config does not match the dataflow's tasks"
                 + (f" ({'; '.join(mismatch)})" if mismatch else " (other org tasks)")
             )
-    prefect_schedule = (deployment.get("cron"), deployment.get("timezone") if deployment.get("cron") else None)
+    prefect_schedule = (deployment.cron, deployment.timezone if deployment.cron else None)
     if (legacy.dataflow.cron or None) != prefect_schedule[0]:
         check.differences.append(
             f"schedule: the old dataflow row says {_schedule_text(legacy.dataflow.cron, None)}, "
@@ -99,19 +99,19 @@ def _verify_deployment(legacy_org: LegacyOrg, legacy: LegacyDeployment, *, delet
         )
     if dataflow.dataflow_type != legacy.dataflow_type:
         check.differences.append(f"type: old {legacy.dataflow_type}, new {dataflow.dataflow_type}")
-    flow = "the new flow" if deployment.get("entrypoint") == Entrypoint.PIPELINE else "the legacy flow"
+    flow = "the new flow" if deployment.entrypoint == Entrypoint.PIPELINE else "the legacy flow"
     check.summary = f"{len(new)} step(s), {_schedule_text(*prefect_schedule)}, runs {flow}"
     return check
 
 
 def _verify_profile(legacy_org: LegacyOrg) -> list[str]:
-    documents = [document for document in legacy_org.dbt_documents() if document.get("dbt_cli_profile")]
+    documents = [document for document in legacy_org.dbt_documents() if document.dbt_cli_profile]
     if not documents:
         return []
     dbt = OrgDbt.objects.select_related("cli_profile_block").filter(org=legacy_org.org).first()
     if dbt is None or dbt.cli_profile_block is None:
         return ["dbt profile: the org's dbt workspace has no dbt CLI profile yet (phase 2)"]
-    old = documents[0]["dbt_cli_profile"]
+    old = documents[0].dbt_cli_profile
     try:
         new = BlockMigration(legacy_org.proxy).dbt_cli_profile_get(dbt.cli_profile_block.block_name)
     except ProxyNotFound:
@@ -123,9 +123,9 @@ def _verify_profile(legacy_org: LegacyOrg) -> list[str]:
         ("schema", "target_schema", "target_schema"),
     ]
     return [
-        f"dbt profile {label}: old '{old.get(old_key)}', new '{new.get(new_key)}'"
+        f"dbt profile {label}: old '{getattr(old, old_key)}', new '{getattr(new, new_key)}'"
         for label, old_key, new_key in pairs
-        if str(old.get(old_key)) != str(new.get(new_key))
+        if str(getattr(old, old_key)) != str(getattr(new, new_key))
     ]
 
 

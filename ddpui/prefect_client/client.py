@@ -5,18 +5,21 @@
     run.state(); run.logs(offset=0); run.cancel()
     prefect.deployments.create(...); prefect.flow_runs.filter(deployment_ids=[...], limit_per_deployment=1)
 
-Every failure is one of three typed errors (ProxyError 502, ProxyNotFound 404, ProxyUnavailable 503),
-which the API maps to `{"detail": ...}`.
+Answers are the proxy's own response models (`ddpcontract.proxy_api`: `api.FlowRun`, `api.Deployment`, ...),
+ids as their canonical text. Every failure is one of three typed errors (ProxyError 502, ProxyNotFound 404,
+ProxyUnavailable 503), which the API maps to `{"detail": ...}`.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import pydantic
 from django.conf import settings
 
+from ddpcontract import proxy_api as api
 from ddpcontract.tasks import TaskType
 from ddpui.errors import NotFound, UpstreamError, UpstreamUnavailable
 
@@ -43,6 +46,9 @@ class ProxyNotFound(NotFound):
 
 class ProxyUnavailable(UpstreamUnavailable):
     """The proxy, or Prefect behind it, could not be reached."""
+
+
+Answer = TypeVar("Answer", bound=pydantic.BaseModel)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -93,6 +99,15 @@ class PrefectProxy:
             return None
         return response.json()
 
+    def call(self, model: type[Answer], method: str, path: str, **request: Any) -> Answer:
+        """One request whose answer is read as `model` (a response model of the proxy's contract)."""
+        body = self.request(method, path, **request)
+        try:
+            return model.model_validate(body)
+        except pydantic.ValidationError as exc:
+            fields = ", ".join(sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()}))
+            raise ProxyError(f"the proxy answered {method} {path} in an unexpected shape ({fields})") from None
+
     # -- nouns -----------------------------------------------------------------------------------
     def deployment(self, deployment_id: str) -> Deployment:
         return Deployment(self, deployment_id)
@@ -116,8 +131,8 @@ class PrefectProxy:
     def task_runs(self) -> AdhocRuns:
         return AdhocRuns(self)
 
-    def health(self) -> dict:
-        return self.request("GET", "/proxy/health")
+    def health(self) -> api.Health:
+        return self.call(api.Health, "GET", "/proxy/health")
 
     def flow_run_notifications(self, name: str) -> FlowRunNotifications:
         return FlowRunNotifications(self, name)
@@ -128,10 +143,12 @@ class Deployment:
         self.proxy = proxy
         self.id = deployment_id
 
-    def get(self) -> dict:
-        return self.proxy.request("GET", f"/proxy/deployments/{self.id}")
+    def get(self) -> api.Deployment:
+        return self.proxy.call(api.Deployment, "GET", f"/proxy/deployments/{self.id}")
 
-    def update(self, *, parameters: dict | None = None, cron: Any = UNSET, timezone: str | None = None) -> dict:
+    def update(
+        self, *, parameters: dict | None = None, cron: Any = UNSET, timezone: str | None = None
+    ) -> api.Deployment:
         """An omitted cron keeps the schedule; cron=None removes it."""
         body: dict[str, Any] = {}
         if parameters is not None:
@@ -140,7 +157,7 @@ class Deployment:
             body["cron"] = cron
             if timezone:
                 body["timezone"] = timezone
-        return self.proxy.request("PUT", f"/proxy/v1/deployments/{self.id}", json=body)
+        return self.proxy.call(api.Deployment, "PUT", f"/proxy/v1/deployments/{self.id}", json=body)
 
     def delete(self) -> None:
         self.proxy.request("DELETE", f"/proxy/deployments/{self.id}")
@@ -148,15 +165,15 @@ class Deployment:
     def set_schedule(self, *, active: bool) -> None:
         self.proxy.request("POST", f"/proxy/deployments/{self.id}/set_schedule/{'active' if active else 'inactive'}")
 
-    def set_entrypoint(self, entrypoint: str) -> dict:
-        return self.proxy.request(
-            "PATCH", f"/proxy/v1/deployments/{self.id}/entrypoint", json={"entrypoint": entrypoint}
+    def set_entrypoint(self, entrypoint: str) -> api.Deployment:
+        return self.proxy.call(
+            api.Deployment, "PATCH", f"/proxy/v1/deployments/{self.id}/entrypoint", json={"entrypoint": entrypoint}
         )
 
     def create_run(self, *, parameters: dict | None = None) -> FlowRun:
         body = {"parameters": parameters} if parameters else {}
-        created = self.proxy.request("POST", f"/proxy/deployments/{self.id}/flow_run", json=body)
-        return FlowRun(self.proxy, created["flow_run_id"], name=created.get("name"))
+        created = self.proxy.call(api.FlowRunRef, "POST", f"/proxy/deployments/{self.id}/flow_run", json=body)
+        return FlowRun(self.proxy, created.flow_run_id, name=created.name)
 
 
 # the proxy's largest page of logs (Prefect's own limit for /logs/filter)
@@ -169,23 +186,23 @@ class FlowRun:
         self.id = flow_run_id
         self.name = name
 
-    def state(self, *, include_task_results: bool = False) -> dict:
+    def state(self, *, include_task_results: bool = False) -> api.FlowRun:
         """The run as Prefect has it; its `task_results` (one more Prefect call in the proxy) only when asked for,
         null otherwise."""
         params = {"include_task_results": "true"} if include_task_results else None
-        return self.proxy.request("GET", f"/proxy/flow_runs/{self.id}", params=params)
+        return self.proxy.call(api.FlowRun, "GET", f"/proxy/flow_runs/{self.id}", params=params)
 
-    def logs(self, *, offset: int = 0, limit: int | None = None) -> dict:
+    def logs(self, *, offset: int = 0, limit: int | None = None) -> api.FlowRunLogs:
         params = {"offset": offset}
         if limit:
             params["limit"] = limit
-        return self.proxy.request("GET", f"/proxy/flow_runs/logs/{self.id}", params=params)
+        return self.proxy.call(api.FlowRunLogs, "GET", f"/proxy/flow_runs/logs/{self.id}", params=params)
 
-    def cancel(self) -> dict:
-        return self.proxy.request("POST", f"/proxy/flow_runs/{self.id}/cancel")
+    def cancel(self) -> api.FlowRunStateChange:
+        return self.proxy.call(api.FlowRunStateChange, "POST", f"/proxy/flow_runs/{self.id}/cancel")
 
-    def retry(self) -> dict:
-        return self.proxy.request("POST", f"/proxy/flow_runs/{self.id}/retry")
+    def retry(self) -> api.FlowRunStateChange:
+        return self.proxy.call(api.FlowRunStateChange, "POST", f"/proxy/flow_runs/{self.id}/retry")
 
 
 class Deployments:
@@ -214,24 +231,22 @@ class Deployments:
         ):
             if value:
                 body[key] = value
-        created = self.proxy.request("POST", "/proxy/v1/deployments/", json=body)
-        return Deployment(self.proxy, created["deployment_id"])
+        created = self.proxy.call(api.DeploymentRef, "POST", "/proxy/v1/deployments/", json=body)
+        return Deployment(self.proxy, created.deployment_id)
 
-    def filter(self, *, org_slug: str | None = None, deployment_ids: list[str] | None = None) -> list[dict]:
+    def filter(self, *, org_slug: str | None = None, deployment_ids: list[str] | None = None) -> list[api.Deployment]:
         body: dict[str, Any] = {}
         if org_slug:
             body["org_slug"] = org_slug
         if deployment_ids is not None:
             body["deployment_ids"] = deployment_ids
-        result = self.proxy.request("POST", "/proxy/deployments/filter", json=body)
-        return result["deployments"] if isinstance(result, dict) else result
+        return self.proxy.call(api.DeploymentList, "POST", "/proxy/deployments/filter", json=body).deployments
 
-    def schedule_states(self, *, deployment_ids: list[str]) -> dict[str, set[str]]:
-        """{"paused": ids, "missing": ids} among `deployment_ids`; every other one is active in Prefect."""
-        result = self.proxy.request(
-            "POST", "/proxy/deployments/schedule_states", json={"deployment_ids": deployment_ids}
+    def schedule_states(self, *, deployment_ids: list[str]) -> api.ScheduleStates:
+        """Which of `deployment_ids` are paused and which Prefect lacks; every other one is active in Prefect."""
+        return self.proxy.call(
+            api.ScheduleStates, "POST", "/proxy/deployments/schedule_states", json={"deployment_ids": deployment_ids}
         )
-        return {"paused": set(result["paused"]), "missing": set(result["missing"])}
 
 
 class FlowRuns:
@@ -248,7 +263,7 @@ class FlowRuns:
         limit: int | None = None,
         include_future: bool | None = None,
         include_task_results: bool | None = None,
-    ) -> list[dict]:
+    ) -> list[api.FlowRun]:
         """Runs matching every given criterion, newest first. `flow_run_ids`: at most 200 a call."""
         body: dict[str, Any] = {}
         for key, value in (
@@ -262,8 +277,7 @@ class FlowRuns:
         ):
             if value is not None:
                 body[key] = value
-        result = self.proxy.request("POST", "/proxy/flow_runs/filter", json=body)
-        return result["flow_runs"] if isinstance(result, dict) else result
+        return self.proxy.call(api.FlowRunList, "POST", "/proxy/flow_runs/filter", json=body).flow_runs
 
 
 class _BlockKind:
@@ -271,18 +285,18 @@ class _BlockKind:
         self.proxy = proxy
         self.path = path
 
-    def create(self, **body) -> dict:
-        return self.proxy.request("POST", self.path, json=body)
+    def create(self, **body) -> api.BlockRef:
+        return self.proxy.call(api.BlockRef, "POST", self.path, json=body)
 
-    def update(self, **body) -> dict:
-        return self.proxy.request("PUT", self.path, json=body)
+    def update(self, **body) -> api.BlockRef:
+        return self.proxy.call(api.BlockRef, "PUT", self.path, json=body)
 
 
 class _SecretKind(_BlockKind):
-    def merge(self, *, blockName: str, secret: dict) -> dict:  # noqa: N803 - the proxy's field name
+    def merge(self, *, blockName: str, secret: dict) -> api.SecretMerged:  # noqa: N803 - the proxy's field name
         """Replace a Secret holding a JSON object with `secret`, except that every value sent as the mask
         (`**********`) keeps the stored one; the proxy does the merge, so the stored secrets never come here."""
-        return self.proxy.request("PATCH", self.path, json={"blockName": blockName, "secret": secret})
+        return self.proxy.call(api.SecretMerged, "PATCH", self.path, json={"blockName": blockName, "secret": secret})
 
 
 class Blocks:
@@ -305,8 +319,8 @@ class AdhocRuns:
     def start(self, *, org_slug: str, task: dict) -> FlowRun:
         is_dbt = task["type"] == TaskType.DBT_CORE_OPERATION
         path = "/proxy/v1/flows/dbtcore/run/" if is_dbt else "/proxy/flows/shell/run/"
-        created = self.proxy.request("POST", path, json={"org_slug": org_slug, "task": task})
-        return FlowRun(self.proxy, created["flow_run_id"], name=created.get("name"))
+        created = self.proxy.call(api.FlowRunRef, "POST", path, json={"org_slug": org_slug, "task": task})
+        return FlowRun(self.proxy, created.flow_run_id, name=created.name)
 
 
 class FlowRunNotifications:
@@ -318,16 +332,16 @@ class FlowRunNotifications:
         self.proxy = proxy
         self.name = name
 
-    def upsert(self, *, url: str, secret_header_name: str, secret: str) -> dict:
+    def upsert(self, *, url: str, secret_header_name: str, secret: str) -> api.FlowRunNotificationsWritten:
         """Creates or updates both; the answer says which (`block_change`, `automation_change`), never the secret."""
         body = {"name": self.name, "url": url, "secret_header_name": secret_header_name, "secret": secret}
-        return self.proxy.request("PUT", self.PATH, json=body)
+        return self.proxy.call(api.FlowRunNotificationsWritten, "PUT", self.PATH, json=body)
 
-    def get(self) -> dict:
-        return self.proxy.request("GET", f"{self.PATH}{self.name}")
+    def get(self) -> api.FlowRunNotifications:
+        return self.proxy.call(api.FlowRunNotifications, "GET", f"{self.PATH}{self.name}")
 
-    def delete(self) -> dict:
-        return self.proxy.request("DELETE", f"{self.PATH}{self.name}")
+    def delete(self) -> api.FlowRunNotificationsDeleted:
+        return self.proxy.call(api.FlowRunNotificationsDeleted, "DELETE", f"{self.PATH}{self.name}")
 
 
 _default: PrefectProxy | None = None
@@ -352,11 +366,13 @@ class BlockMigration:
     def __init__(self, proxy: PrefectProxy):
         self.proxy = proxy
 
-    def describe_blocks(self, block_names: list[str]) -> dict:
-        """`{"blocks": [...], "missing": [...]}`: the non-secret facts of the named blocks, in one call."""
+    def describe_blocks(self, block_names: list[str]) -> api.LegacyBlockList:
+        """The non-secret facts of the named blocks (and the names not found), in one call."""
         if not block_names:
-            return {"blocks": [], "missing": []}
-        return self.proxy.request("POST", "/proxy/legacy/blocks/describe", json={"block_names": list(block_names)})
+            return api.LegacyBlockList(blocks=[], missing=[])
+        return self.proxy.call(
+            api.LegacyBlockList, "POST", "/proxy/legacy/blocks/describe", json={"block_names": list(block_names)}
+        )
 
     def dbt_cli_profile_from_dbtcore(
         self,
@@ -365,7 +381,7 @@ class BlockMigration:
         cli_profile_block_name: str,
         profile: dict | None = None,
         target_schema: str | None = None,
-    ) -> dict:
+    ) -> api.DbtCliProfileBlock:
         body: dict[str, Any] = {
             "dbtcore_block_name": dbtcore_block_name,
             "cli_profile_block_name": cli_profile_block_name,
@@ -374,12 +390,14 @@ class BlockMigration:
             body["profile"] = profile
         if target_schema is not None:
             body["target_schema"] = target_schema
-        return self.proxy.request("POST", "/proxy/blocks/dbtcli/profile/from_dbtcore/", json=body)
+        return self.proxy.call(api.DbtCliProfileBlock, "POST", "/proxy/blocks/dbtcli/profile/from_dbtcore/", json=body)
 
-    def secret_get(self, block_name: str) -> dict:
-        """`{block_id, block_name}` of a Secret block (never its value)."""
-        return self.proxy.request("GET", f"/proxy/blocks/secret/{block_name}")
+    def secret_get(self, block_name: str) -> api.BlockRef:
+        """The id and name of a Secret block (never its value)."""
+        return self.proxy.call(api.BlockRef, "GET", f"/proxy/blocks/secret/{block_name}")
 
-    def dbt_cli_profile_get(self, block_name: str) -> dict:
-        """`{block_id, block_name, profile_name, target, wtype, target_schema, threads, bqlocation}`: no credentials."""
-        return self.proxy.request("GET", "/proxy/blocks/dbtcli/profile/", params={"block_name": block_name})
+    def dbt_cli_profile_get(self, block_name: str) -> api.DbtCliProfileBlock:
+        """What the profile is (name, target, warehouse type, schema, threads, location): no credentials."""
+        return self.proxy.call(
+            api.DbtCliProfileBlock, "GET", "/proxy/blocks/dbtcli/profile/", params={"block_name": block_name}
+        )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
+from ddpcontract import proxy_api as api
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, InvalidInput, NotFound
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
@@ -72,7 +73,7 @@ class ConnectionSummary:
     last_sync: LastSync | None
     is_syncing: bool
     lock: TaskLock | None
-    lock_run: dict | None  # the newest run of the manual deployment, to tell a running lock from a queued one
+    lock_run: api.FlowRun | None  # the newest run of the manual deployment, to tell a running lock from a queued one
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ def airbyte_workspace_attach(*, org: Org, actor: OrgUser | None, name: str) -> O
                 OrgPrefectBlockv1.objects.create(
                     org=org,
                     block_type=OrgPrefectBlockv1.BlockType.AIRBYTE_SERVER,
-                    block_id=block["block_id"],
-                    block_name=block["block_name"],
+                    block_id=block.block_id,
+                    block_name=block.block_name,
                 )
             audit_record(
                 org=org,
@@ -505,7 +506,7 @@ def connections_list(*, org: Org) -> list[ConnectionSummary]:
     if held:
         deployment_ids = [link.dataflow.deployment_id for link in links if link.orgtask_id in held]
         lock_runs = {
-            str(run["deployment_id"]): run
+            run.deployment_id: run
             for run in get_proxy().flow_runs.filter(deployment_ids=deployment_ids, limit_per_deployment=1)
         }
     summaries = []

@@ -188,20 +188,20 @@ class _Setup:
             _clone(url=self.pull_url, plain_url=self.plain_url, token=self.token, target=staging)
             progress.step(f"saving the git pull URL in the Prefect Secret block {block_name}")
             secret = get_proxy().blocks.secret.create(blockName=block_name, secret=self.pull_url)
-            undo.push("git pull URL block", lambda: prefect_block_delete(block_id=secret["block_id"]))
+            undo.push("git pull URL block", lambda: prefect_block_delete(block_id=secret.block_id))
             progress.step(f"recording the workspace (target type {self.target_type}, schema {self.schema})")
             try:
                 with transaction.atomic():
                     OrgPrefectBlockv1.objects.create(
                         org=org,
                         block_type=OrgPrefectBlockv1.BlockType.SECRET,
-                        block_id=str(secret["block_id"]),
-                        block_name=secret["block_name"],
+                        block_id=secret.block_id,
+                        block_name=secret.block_name,
                     )
                     OrgDbt.objects.create(
                         org=org,
                         gitrepo_url=self.plain_url,
-                        gitrepo_access_token_secret=secret["block_name"],
+                        gitrepo_access_token_secret=secret.block_name,
                         project_dir=str(project_dir),
                         dbt_venv=str(settings.DBT_VENV),
                         target_type=self.target_type,

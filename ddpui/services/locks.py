@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
+from ddpcontract import proxy_api as api
 from ddpui.errors import Conflict
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -150,27 +151,23 @@ def lock_state(lock: TaskLock, *, run_state: str | None = None, viewer_dataflow_
 
 
 def lock_state_for(
-    lock: TaskLock | None, *, observed_run: dict | None = None, viewer_dataflow_id: int | None = None
+    lock: TaskLock | None, *, observed_run: api.FlowRun | None = None, viewer_dataflow_id: int | None = None
 ) -> LockState | None:
     """`lock_state` of an optional lock, with the state of `observed_run` (a run as the proxy reports it)
     when that run is the lock's."""
     if lock is None:
         return None
     run_state = None
-    if observed_run and lock.flow_run_id and str(observed_run.get("flow_run_id")) == lock.flow_run_id:
-        run_state = observed_run.get("state_type")
+    if observed_run and lock.flow_run_id and observed_run.flow_run_id == lock.flow_run_id:
+        run_state = observed_run.state_type
     return lock_state(lock, run_state=run_state, viewer_dataflow_id=viewer_dataflow_id)
 
 
-def lock_run_states(*, held: Iterable[TaskLock], observed_runs: Iterable[dict] = ()) -> dict[str, str]:
+def lock_run_states(*, held: Iterable[TaskLock], observed_runs: Iterable[api.FlowRun] = ()) -> dict[str, str]:
     """flow run id -> state type of the held locks' runs: what the caller just read from Prefect, else our
     records of the runs. At most one query."""
     run_ids = {lock.flow_run_id for lock in held if lock.flow_run_id}
-    states = {
-        str(run["flow_run_id"]): run.get("state_type") or ""
-        for run in observed_runs
-        if run and str(run.get("flow_run_id")) in run_ids
-    }
+    states = {run.flow_run_id: run.state_type or "" for run in observed_runs if run and run.flow_run_id in run_ids}
     unknown = run_ids - set(states)
     if unknown:
         states.update(PrefectFlowRun.objects.filter(flow_run_id__in=unknown).values_list("flow_run_id", "state_type"))

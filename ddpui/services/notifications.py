@@ -42,7 +42,7 @@ def _last_log_lines(flow_run_id: str, *, count: int, max_pages: int = 50) -> lis
     run, offset, tail = get_proxy().flow_run(flow_run_id), 0, []
     for _ in range(max_pages):
         page = run.logs(offset=offset, limit=LOG_PAGE_LIMIT)
-        lines = page.get("logs", [])
+        lines = [line.model_dump(mode="json") for line in page.logs]  # the e-mail quotes them as Prefect wrote them
         tail = (tail + lines)[-count:]
         if not lines or len(lines) < LOG_PAGE_LIMIT:
             break

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from ddpcontract import proxy_api as api
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.org import Org, OrgPrefectBlockv1, OrgUser, OrgUserRole
@@ -42,7 +43,7 @@ def block_name_for(org: Org | str, suffix: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"{clean}-{suffix}".lower()).strip("-")
 
 
-def prefect_block_create(*, name: str, create: Callable[[str], dict], attempts: int = 4) -> dict:
+def prefect_block_create(*, name: str, create: Callable[[str], api.BlockRef], attempts: int = 4) -> api.BlockRef:
     """Makes a block through `create(name)`, under `name` or, when Prefect already has a block of that name
     (a leftover, or a name derived the same way for another org), under `name` with a random suffix. The
     caller stores the name the answer gives. Prefect's refusal naming the taken block is never passed on."""
@@ -69,10 +70,10 @@ def org_block_get(*, org: Org, block_type: str, block_name: str | None = None) -
     return blocks.first()
 
 
-def airbyte_server_block_create(*, org_slug: str, rollback: Rollback) -> dict:
-    """The org's Airbyte server block (host, port, user, password from settings). Returns {block_id, block_name}."""
+def airbyte_server_block_create(*, org_slug: str, rollback: Rollback) -> api.BlockRef:
+    """The org's Airbyte server block (host, port, user, password from settings)."""
 
-    def create(name: str) -> dict:
+    def create(name: str) -> api.BlockRef:
         return get_proxy().blocks.airbyte_server.create(
             blockName=name,
             serverHost=settings.AIRBYTE_SERVER_HOST,
@@ -83,10 +84,8 @@ def airbyte_server_block_create(*, org_slug: str, rollback: Rollback) -> dict:
         )
 
     created = prefect_block_create(name=block_name_for(org_slug, "airbyte-server"), create=create)
-    rollback.add(
-        f"Airbyte server block {created['block_name']}", lambda: prefect_block_delete(block_id=created["block_id"])
-    )
-    return {"block_id": str(created["block_id"]), "block_name": created["block_name"]}
+    rollback.add(f"Airbyte server block {created.block_name}", lambda: prefect_block_delete(block_id=created.block_id))
+    return created
 
 
 def airbyte_workspace_create(*, name: str, rollback: Rollback) -> str:
@@ -145,8 +144,8 @@ def org_create(*, user, name: str) -> Org:
             OrgPrefectBlockv1.objects.create(
                 org=org,
                 block_type=OrgPrefectBlockv1.BlockType.AIRBYTE_SERVER,
-                block_id=block["block_id"],
-                block_name=block["block_name"],
+                block_id=block.block_id,
+                block_name=block.block_name,
             )
             OrgUser.objects.create(user=user, org=org, role=OrgUserRole.ACCOUNT_MANAGER)
     org.refresh_from_db()

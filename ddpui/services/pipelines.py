@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils.text import slugify
 
+from ddpcontract import proxy_api as api
 from ddpcontract.flows import Entrypoint
 from ddpcontract.tasks import DEFAULT_MAX_PARALLEL_SYNCS, MAX_PARALLEL_SYNCS_LIMIT
 from ddpui.errors import Conflict, InvalidInput
@@ -51,7 +52,7 @@ class PipelineSummary:
     timezone: str | None
     is_schedule_active: bool
     missing_in_prefect: bool
-    last_run: dict | None  # Prefect's newest run of the deployment, as the proxy reports it
+    last_run: api.FlowRun | None  # Prefect's newest run of the deployment, as the proxy reports it
     lock: locks.LockState | None
 
     @property
@@ -77,7 +78,7 @@ class PipelineOverview:
     deployment_id: str
     deployment_name: str
     cron: str | None
-    runs: list[dict]  # as the proxy reports them
+    runs: list[api.FlowRun]  # as the proxy reports them
     lock: locks.LockState | None
 
 
@@ -251,7 +252,7 @@ def pipeline_update(
         max_parallel_syncs=max_parallel_syncs,
     )
     deployment = get_proxy().deployment(dataflow.deployment_id)
-    if deployment.get().get("entrypoint") == Entrypoint.LEGACY_PIPELINE:
+    if deployment.get().entrypoint == Entrypoint.LEGACY_PIPELINE:
         # mid-migration: its runs still read the legacy block parameters, which an edit would drop
         raise Conflict(
             f"the pipeline '{dataflow.name}' still runs the legacy block-based flow: finish its migration "
@@ -372,13 +373,14 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
     ids = [d["deployment_id"] for d in dataflows]
     proxy = get_proxy()
     states = proxy.deployments.schedule_states(deployment_ids=ids)
-    last_runs = {str(r["deployment_id"]): r for r in proxy.flow_runs.filter(deployment_ids=ids, limit_per_deployment=1)}
+    last_runs = {r.deployment_id: r for r in proxy.flow_runs.filter(deployment_ids=ids, limit_per_deployment=1)}
+    paused, missing_ids = set(states.paused), set(states.missing)
     held = locks.locks_status(orgtask_ids={task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
     run_states = locks.lock_run_states(held=held.values(), observed_runs=last_runs.values())
     result = []
     for dataflow in dataflows:
         deployment_id = dataflow["deployment_id"]
-        missing = deployment_id in states["missing"]
+        missing = deployment_id in missing_ids
         lock = _representative_lock(
             [held[task_id] for task_id in task_ids_by_dataflow.get(dataflow["id"], []) if task_id in held],
             dataflow["id"],
@@ -391,7 +393,7 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
                 deployment_name=dataflow["deployment_name"],
                 cron=dataflow["cron"],
                 timezone=dataflow["timezone"],
-                is_schedule_active=not missing and deployment_id not in states["paused"],
+                is_schedule_active=not missing and deployment_id not in paused,
                 missing_in_prefect=missing,
                 last_run=last_runs.get(deployment_id),
                 lock=lock
@@ -428,7 +430,7 @@ def pipeline_detail(*, org: Org, deployment_id: str) -> PipelineDetail:
         dataflow=dataflow,
         orgtasks=orgtasks,
         connection_names={t.connection_id: names.get(t.id, t.connection_id) for t in syncs},
-        is_schedule_active=bool(deployment.get("is_schedule_active")),
+        is_schedule_active=deployment.is_schedule_active,
         lock=lock
         and locks.lock_state(
             lock,
@@ -450,9 +452,9 @@ def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> l
         return []
     task_ids_by_dataflow = _task_ids_by_dataflow(org)
     ids = [d["deployment_id"] for d in dataflows]
-    runs_by_deployment: dict[str, list[dict]] = {}
+    runs_by_deployment: dict[str, list[api.FlowRun]] = {}
     for run in get_proxy().flow_runs.filter(deployment_ids=ids, limit_per_deployment=runs_per_pipeline):
-        runs_by_deployment.setdefault(str(run["deployment_id"]), []).append(run)
+        runs_by_deployment.setdefault(str(run.deployment_id), []).append(run)
     held = locks.locks_status(orgtask_ids={task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
     observed = [run for runs_of in runs_by_deployment.values() for run in runs_of[:1]]
     run_states = locks.lock_run_states(held=held.values(), observed_runs=observed)

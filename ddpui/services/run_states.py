@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-# the state names and their order are the contract's; re-exported here for the services that import them
+from ddpcontract import proxy_api as api
 from ddpcontract.states import FAILURE_STATES, state_rank
+
+# the state names and their order are the contract's; re-exported here for the services that import them
 from ddpcontract.states import LIVE_STATES as LIVE_STATES
 from ddpcontract.states import TERMINAL_STATES as TERMINAL_STATES
 from ddpcontract.states import is_terminal as is_terminal
@@ -64,8 +68,14 @@ class Observation:
     outcome: str = ""  # what the scheduled-run lock rule did, if anything
 
 
-def _record(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:
+def _reported(run: api.FlowRun | Mapping[str, Any]) -> dict[str, Any]:
+    """A report of a run as a dict: the proxy's FlowRun, or the fields a caller knows (a run it just created)."""
+    return run.model_dump() if isinstance(run, api.FlowRun) else dict(run)
+
+
+def _record(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[PrefectFlowRun, bool]:
     """Records the report in one transaction: the run's row, lock release at its end, audit, event claims."""
+    run = _reported(run)
     flow_run_id = str(run["flow_run_id"])
     state_type = (run.get("state_type") or "").upper()
     with transaction.atomic():
@@ -124,13 +134,13 @@ def _record(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:
     return record, changed
 
 
-def run_read(*, flow_run_id: str, have_results: bool = False) -> dict:
+def run_read(*, flow_run_id: str, have_results: bool = False) -> api.FlowRun:
     """Prefect's view of a run (ProxyNotFound when it has none). Its task results are asked for only once the
     run has finished and the caller does not have them yet: they cost the proxy one more Prefect call, which the
     frequent reads of an unfinished run (the web app polls every few seconds) need not pay."""
     flow_run = get_proxy().flow_run(flow_run_id)
     run = flow_run.state()
-    if not have_results and is_terminal(run.get("state_type")):
+    if not have_results and is_terminal(run.state_type):
         run = flow_run.state(include_task_results=True)
     return run
 
@@ -151,14 +161,14 @@ def runs_refresh(*, flow_run_ids: list[str]) -> dict[str, PrefectFlowRun | None]
     flow_run_ids = sorted(set(flow_run_ids))
     if not flow_run_ids:
         return {}
-    found: dict[str, dict] = {}
+    found: dict[str, api.FlowRun] = {}
     known = [flow_run_id for flow_run_id in flow_run_ids if _is_uuid(flow_run_id)]  # Prefect's ids are UUIDs
     for start in range(0, len(known), 200):
         chunk = known[start : start + 200]
         for run in get_proxy().flow_runs.filter(
             flow_run_ids=chunk, include_future=True, include_task_results=True, limit=200
         ):
-            found[str(run["flow_run_id"])] = run
+            found[run.flow_run_id] = run
     orgs = dict(PrefectFlowRun.objects.filter(flow_run_id__in=flow_run_ids).values_list("flow_run_id", "org_id"))
     org_by_id = Org.objects.in_bulk({org_id for org_id in orgs.values() if org_id})
     refreshed: dict[str, PrefectFlowRun | None] = {}
@@ -198,7 +208,7 @@ def locks_acquire_or_heal(
     return locks.locks_acquire(orgtasks=orgtasks, flow_run_id=flow_run_id, locked_by=locked_by, dataflow=dataflow)
 
 
-def _lock_live_run(*, dataflow: OrgDataFlowv1, run: dict) -> tuple[dict, str]:
+def _lock_live_run(*, dataflow: OrgDataFlowv1, run: dict) -> tuple[api.FlowRun | dict, str]:
     """A live run we did not trigger (a scheduled one) takes its dataflow's locks, or is cancelled when
     they are held by another live run. Returns the run as it now is, and what was done."""
     from ddpui.services.pipelines import dataflow_orgtasks  # pipelines imports this module
@@ -248,9 +258,12 @@ def _lock_live_run(*, dataflow: OrgDataFlowv1, run: dict) -> tuple[dict, str]:
     return run, "locked for the scheduled run"
 
 
-def run_state_observe(*, org: Org | None, run: dict, dataflow: OrgDataFlowv1 | None = None) -> Observation:
+def run_state_observe(
+    *, org: Org | None, run: api.FlowRun | Mapping[str, Any], dataflow: OrgDataFlowv1 | None = None
+) -> Observation:
     """Applies what Prefect reports for one run, with everything it implies. `dataflow` is the run's
     pipeline when the caller already has it (looked up by the run's deployment otherwise)."""
+    run = _reported(run)
     state_type = (run.get("state_type") or "").upper()
     outcome = ""
     if state_type in LIVE_STATES - {"SCHEDULED"}:
@@ -268,7 +281,7 @@ def run_state_observe(*, org: Org | None, run: dict, dataflow: OrgDataFlowv1 | N
     return Observation(record=record, changed=changed, outcome=outcome)
 
 
-def run_state_apply(*, org: Org | None, run: dict) -> tuple[PrefectFlowRun, bool]:
+def run_state_apply(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[PrefectFlowRun, bool]:
     """Records what the proxy reports for one run (see run_state_observe). Returns (record, changed)."""
     observation = run_state_observe(org=org, run=run)
     return observation.record, observation.changed

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from ddpcontract import proxy_api as api
 from ddpui.errors import NotFound
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -26,7 +27,7 @@ from ddpui.services.selectors import dataflow_get
 class LogPage:
     """One page of a run's logs, oldest first; `next_offset` is None once the run is over and all was read."""
 
-    lines: list[dict]
+    lines: list[api.LogLine]
     offset: int
     next_offset: int | None
 
@@ -94,7 +95,7 @@ def _not_found(flow_run_id: str) -> NotFound:
     return NotFound(f"flow run {flow_run_id} not found")
 
 
-def _fetch_for_org(*, org: Org, flow_run_id: str) -> dict:
+def _fetch_for_org(*, org: Org, flow_run_id: str) -> api.FlowRun:
     """Prefect's view of a run, if the run belongs to the org (by our record, or by its deployment)."""
     try:
         uuid.UUID(str(flow_run_id))
@@ -108,7 +109,7 @@ def _fetch_for_org(*, org: Org, flow_run_id: str) -> dict:
     except ProxyNotFound:
         raise _not_found(flow_run_id) from None
     if record is None or record.org_id is None:
-        deployment_id = str(run.get("deployment_id") or "")
+        deployment_id = run.deployment_id or ""
         if not deployment_id or not OrgDataFlowv1.objects.filter(org=org, deployment_id=deployment_id).exists():
             raise _not_found(flow_run_id)
     return run
@@ -125,12 +126,12 @@ def run_logs(*, org: Org, flow_run_id: str, offset: int = 0, limit: int | None =
     if record is None:
         run_get(org=org, flow_run_id=flow_run_id)  # authorizes (404 otherwise) and records the run
     page = get_proxy().flow_run(flow_run_id).logs(offset=offset, limit=limit)
-    return LogPage(lines=page.get("logs") or [], offset=page.get("offset", offset), next_offset=page.get("next_offset"))
+    return LogPage(lines=page.logs, offset=page.offset, next_offset=page.next_offset)
 
 
 def run_wait(
     *, org: Org, flow_run_id: str, timeout_seconds: float, poll_seconds: float = 0.5, max_log_lines: int = 1000
-) -> tuple[PrefectFlowRun, list[dict]]:
+) -> tuple[PrefectFlowRun, list[api.LogLine]]:
     """Waits (at most `timeout_seconds`) for a run of the org to end, recording each state it is seen in (a
     terminal one releases its locks). Returns the record and, once the run has ended, its log lines (the
     first `max_log_lines`); while it still runs, no lines."""
@@ -143,10 +144,10 @@ def run_wait(
         time.sleep(min(poll_seconds, max(deadline - time.monotonic(), 0)))
     if not is_terminal(record.state_type):
         return record, []
-    lines: list[dict] = []
+    lines: list[api.LogLine] = []
     while len(lines) < max_log_lines:
         page = proxy.flow_run(flow_run_id).logs(offset=len(lines), limit=LOG_PAGE_LIMIT)
-        batch = page.get("logs") or []
+        batch = page.logs
         lines.extend(batch)
         if len(batch) < LOG_PAGE_LIMIT:
             break
@@ -173,7 +174,7 @@ def run_history(*, org: Org, deployment_id: str, limit: int, offset: int = 0) ->
 
 def run_cancel(*, org: Org, orguser: OrgUser, flow_run_id: str) -> PrefectFlowRun:
     run = _fetch_for_org(org=org, flow_run_id=flow_run_id)
-    if not is_terminal(run.get("state_type")):
+    if not is_terminal(run.state_type):
         get_proxy().flow_run(flow_run_id).cancel()
         run = get_proxy().flow_run(flow_run_id).state()
     with transaction.atomic():

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from ddpcontract import proxy_api as api
 from ddpui.errors import Conflict, InvalidInput, NotFound
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -117,12 +118,12 @@ def _profile_link(*, org: Org, dbt: OrgDbt, rollback: Rollback) -> None:
         created = proxy.blocks.dbt_cli_profile.create(
             cli_profile_block_name=block_name_for(org, "dbt-profile"), **profile_fields
         )
-        rollback.add("dbt profile block", lambda: prefect_block_delete(block_id=created["block_id"]))
+        rollback.add("dbt profile block", lambda: prefect_block_delete(block_id=created.block_id))
         profile = OrgPrefectBlockv1.objects.create(
             org=org,
             block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE,
-            block_id=str(created["block_id"]),
-            block_name=created["block_name"],
+            block_id=created.block_id,
+            block_name=created.block_name,
         )
     dbt.cli_profile_block = profile
     dbt.save(update_fields=["cli_profile_block", "updated_at"])
@@ -351,7 +352,7 @@ class TaskRunResult:
 
     run: PrefectFlowRun
     ended: bool
-    log_lines: list[dict]
+    log_lines: list[api.LogLine]
 
 
 def orgtask_run(*, org: Org, orguser: OrgUser, orgtask_uuid: str, wait_seconds: float = 0) -> TaskRunResult:

@@ -131,7 +131,7 @@ def warehouse_get(*, org: Org) -> OrgWarehouse:
 
 def _record_block(org: Org, block_type: str, created: dict) -> OrgPrefectBlockv1:
     return OrgPrefectBlockv1.objects.create(
-        org=org, block_type=block_type, block_id=str(created["block_id"]), block_name=created["block_name"]
+        org=org, block_type=block_type, block_id=created.block_id, block_name=created.block_name
     )
 
 
@@ -181,9 +181,9 @@ def warehouse_create(
             secret = get_proxy().blocks.secret.create(
                 blockName=warehouse.credentials_block_name, secret=json.dumps(airbyte_config)
             )
-            undo.push("warehouse credentials block", lambda: prefect_block_delete(block_id=secret["block_id"]))
+            undo.push("warehouse credentials block", lambda: prefect_block_delete(block_id=secret.block_id))
             warehouse.airbyte_destination_id = destination_id
-            warehouse.credentials_block_name = secret["block_name"]
+            warehouse.credentials_block_name = secret.block_name
             warehouse.save(update_fields=["airbyte_destination_id", "credentials_block_name", "updated_at"])
             _record_block(org, OrgPrefectBlockv1.BlockType.SECRET, secret)
             audit_record(

@@ -61,7 +61,7 @@ def webhook_handle(*, flow_run_id: str) -> str:
         run = run_read(flow_run_id=flow_run_id)
     except ProxyNotFound:
         return "unknown flow run: nothing changed"
-    deployment_id = str(run.get("deployment_id") or "")
+    deployment_id = run.deployment_id or ""
     if not deployment_id:
         return "run without a deployment (a subflow): ignored"
     dataflow = OrgDataFlowv1.objects.select_related("org").filter(deployment_id=deployment_id).first()

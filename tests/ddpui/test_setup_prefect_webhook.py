@@ -66,7 +66,7 @@ def test_second_run_changes_nothing_and_the_secret_is_never_shown(notifications)
     assert len(automations_named(notifications)) == 1
 
     shown = get_proxy().flow_run_notifications(notifications).get()
-    assert (shown["url"], shown["secret_header_name"], shown["events"]) == (url, SECRET_HEADER, ["prefect.flow-run.*"])
+    assert (shown.url, shown.secret_header_name, shown.events) == (url, SECRET_HEADER, ["prefect.flow-run.*"])
     for text in (first, second, str(shown), str(automations_named(notifications))):
         assert SECRET not in text
 

@@ -112,7 +112,7 @@ def test_scheduled_run_takes_locks_or_is_cancelled_when_a_task_is_held(webhook):
     response = webhook({"flow_run_id": scheduled.id})
     assert response.status_code == 200
     assert "overlap" in response.json()["outcome"] and holder in response.json()["outcome"]
-    state = get_proxy().flow_run(scheduled.id).state()["state_type"]
+    state = get_proxy().flow_run(scheduled.id).state().state_type
     assert state in {"CANCELLING", "CANCELLED"}
     record = PrefectFlowRun.objects.get(flow_run_id=scheduled.id)
     assert holder in record.state_message
@@ -162,7 +162,7 @@ def test_failed_run_emails_managers_with_the_failing_task(
     )
     run_id = trigger(orguser, deployment_id)
     deadline = time.monotonic() + 180
-    while get_proxy().flow_run(run_id).state()["state_type"] not in {"FAILED", "CRASHED", "COMPLETED"}:
+    while get_proxy().flow_run(run_id).state().state_type not in {"FAILED", "CRASHED", "COMPLETED"}:
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(0.3)
     with django_capture_on_commit_callbacks(execute=True):

@@ -8,6 +8,7 @@ import time
 import duckdb
 import pytest
 
+from ddpcontract import proxy_api as api
 from ddpui.prefect_client import get_proxy
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect, pytest.mark.worker]
@@ -19,13 +20,13 @@ def start(deployment_id: str):
     return get_proxy().deployment(deployment_id).create_run()
 
 
-def wait(run, timeout: float = 300) -> dict:
+def wait(run, timeout: float = 300) -> api.FlowRun:
     deadline = time.monotonic() + timeout
     while True:
         state = run.state()
-        if state["state_type"] in TERMINAL:
+        if state.state_type in TERMINAL:
             return run.state(include_task_results=True)
-        assert time.monotonic() < deadline, f"run {run.id} still {state['state_name']} after {timeout}s"
+        assert time.monotonic() < deadline, f"run {run.id} still {state.state_name} after {timeout}s"
         time.sleep(0.3)
 
 
@@ -54,8 +55,8 @@ def test_a_legacy_deployment_gives_the_same_warehouse_result_through_the_new_flo
     legacy_run, other_sync = start(orders), start(other.deployments["Sample data copy"])
 
     first = wait(legacy_run)
-    assert first["state_type"] == "COMPLETED", first["state_message"]
-    assert [result["slug"] for result in first["task_results"]] == [
+    assert first.state_type == "COMPLETED", first.state_message
+    assert [result["slug"] for result in first.task_results] == [
         f"{install.slug}-sample-data-connection",
         f"{install.slug}-git-pull",
         f"{install.slug}-ddpui-dev-dbt-run-orders",
@@ -63,19 +64,19 @@ def test_a_legacy_deployment_gives_the_same_warehouse_result_through_the_new_flo
     legacy_rows = customer_orders(install.warehouse_path)
     assert len(legacy_rows) == 20
     synced = wait(other_sync)
-    assert synced["state_type"] == "COMPLETED", synced["state_message"]
-    assert [result["slug"] for result in synced["task_results"]] == [f"{other.slug}-sample-data-copy-connection"]
+    assert synced.state_type == "COMPLETED", synced.state_message
+    assert [result["slug"] for result in synced.task_results] == [f"{other.slug}-sample-data-copy-connection"]
 
     for step in (["--phase", "1"], ["--phase", "2"], ["--switch-entrypoint"]):
         commands.migrate_ok(*step, "--org", install.slug)
     empty_the_warehouse(install.warehouse_path)
 
     second = wait(start(orders))
-    assert second["state_type"] == "COMPLETED", second["state_message"]
-    assert [(result["slug"], result["status"]) for result in second["task_results"]] == [
+    assert second.state_type == "COMPLETED", second.state_message
+    assert [(result["slug"], result["status"]) for result in second.task_results] == [
         ("airbyte-sync", "success"),
         ("git-pull", "success"),
         ("dbt-run", "success"),
     ]
-    assert all(result["orgtask_uuid"] for result in second["task_results"])  # the new flow ran the tasks
+    assert all(result["orgtask_uuid"] for result in second.task_results)  # the new flow ran the tasks
     assert customer_orders(install.warehouse_path) == legacy_rows

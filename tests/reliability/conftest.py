@@ -145,9 +145,9 @@ def assert_locks_and_runs_consistent() -> None:
     proxy = get_proxy()
     for flow_run_id in set(TaskLock.objects.values_list("flow_run_id", flat=True)):
         assert flow_run_id is not None, "a lock without a run survived the reconciler"
-        state = proxy.flow_run(flow_run_id).state()["state_type"]
+        state = proxy.flow_run(flow_run_id).state().state_type
         assert state in LIVE_STATES, f"lock held by run {flow_run_id}, which is {state}"
     for record in PrefectFlowRun.objects.all():
-        state = proxy.flow_run(record.flow_run_id).state()["state_type"]
+        state = proxy.flow_run(record.flow_run_id).state().state_type
         if state in TERMINAL_STATES or record.state_type in TERMINAL_STATES:
             assert record.state_type == state, f"run {record.flow_run_id}: recorded {record.state_type}, is {state}"

@@ -91,8 +91,8 @@ def test_an_org_is_created_beside_a_leftover_block_of_its_name(live_services):
     )
     response = _create(make_user(), name)
     assert response.status_code == 200, response.content
-    assert leftover["block_name"] not in response.content.decode()
+    assert leftover.block_name not in response.content.decode()
     block = OrgPrefectBlockv1.objects.get(org__slug=slug)
-    assert block.block_name != leftover["block_name"] and block.block_name.startswith(leftover["block_name"])
+    assert block.block_name != leftover.block_name and block.block_name.startswith(leftover.block_name)
     names = {document["name"]: document["id"] for document in _airbyte_blocks(slug)}
-    assert names == {leftover["block_name"]: leftover["block_id"], block.block_name: block.block_id}
+    assert names == {leftover.block_name: leftover.block_id, block.block_name: block.block_id}

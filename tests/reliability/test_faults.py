@@ -282,7 +282,9 @@ def test_webhook_dropped_duplicated_and_out_of_order(faults, monkeypatch):
     monkeypatch.setattr(
         type(get_proxy().flow_run(scheduled)),
         "state",
-        lambda self: {**stale_running, "flow_run_id": scheduled} if self.id == scheduled else real_state(self),
+        lambda self: (
+            stale_running.model_copy(update={"flow_run_id": scheduled}) if self.id == scheduled else real_state(self)
+        ),
     )
     assert faults.webhook({"flow_run_id": scheduled}).status_code == 200
     monkeypatch.undo()

@@ -160,7 +160,7 @@ def test_no_secret_survives_a_migration_run(
     legacy_run = get_proxy().deployment(orders).create_run()
     legacy_state = wait_for_run(str(legacy_run.id), TERMINAL, timeout=300)["state"]
     assert legacy_state["type"] == "COMPLETED", legacy_state
-    assert [result["slug"] for result in legacy_run.state(include_task_results=True)["task_results"]] == [
+    assert [result["slug"] for result in legacy_run.state(include_task_results=True).task_results] == [
         f"{install.slug}-sample-data-connection",
         f"{install.slug}-git-pull",  # pulled over HTTP with the token from the git-pull Secret
         f"{install.slug}-ddpui-dev-dbt-run-orders",  # with the legacy profile holding the password
@@ -195,7 +195,7 @@ def test_no_secret_survives_a_migration_run(
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert [
         (result["slug"], result["status"])
-        for result in get_proxy().flow_run(run_id).state(include_task_results=True)["task_results"]
+        for result in get_proxy().flow_run(run_id).state(include_task_results=True).task_results
     ] == [
         ("airbyte-sync", "success"),
         ("git-pull", "success"),  # the token, read from the git URL Secret

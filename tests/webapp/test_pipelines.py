@@ -39,7 +39,7 @@ def test_w47_create_keeps_every_dbt_task_the_web_app_selects(idle_org):
 
     dataflow = OrgDataFlowv1.objects.get(deployment_id=deployment_id)
     assert [t.task.slug for t in dataflow_orgtasks(dataflow)] == ["airbyte-sync", *SYSTEM_SLUGS]
-    parameters = get_proxy().deployment(deployment_id).get()["parameters"]
+    parameters = get_proxy().deployment(deployment_id).get().parameters
     assert [task["slug"] for task in parameters["config"]["tasks"]] == ["airbyte-sync", *SYSTEM_SLUGS]
 
 
@@ -132,10 +132,10 @@ def test_w49_set_schedule_on_the_web_apps_path(idle_org):
 
     paused = webapp.post(f"prefect/flows/{deployment_id}/set_schedule/inactive", {})
     assert paused.status_code == 200, paused.content
-    assert get_proxy().deployment(deployment_id).get()["is_schedule_active"] is False
+    assert get_proxy().deployment(deployment_id).get().is_schedule_active is False
     resumed = webapp.post(f"prefect/flows/{deployment_id}/set_schedule/active", {})
     assert resumed.status_code == 200
-    assert get_proxy().deployment(deployment_id).get()["is_schedule_active"] is True
+    assert get_proxy().deployment(deployment_id).get().is_schedule_active is True
     assert webapp.post(f"prefect/flows/{deployment_id}/set_schedule/never", {}).status_code == 422
     assert webapp.post(f"prefect/flows/{uuid.uuid4()}/set_schedule/active", {}).status_code == 404
     actions = list(
@@ -189,7 +189,7 @@ def test_w47_w48_cron_fields_out_of_range_are_a_400_naming_the_field(idle_org):
     body = pipeline_body(webapp, "nightly", [setup["connection_id"]], cron="0 24 * * *")
     response = webapp.put(f"prefect/v1/flows/{deployment_id}", body)
     assert response.status_code == 400 and "hour" in response.json()["detail"]
-    assert get_proxy().deployment(deployment_id).get()["cron"] == "0 1 * * *"
+    assert get_proxy().deployment(deployment_id).get().cron == "0 1 * * *"
 
 
 def test_w47_w48_a_seq_outside_0_to_10000_is_a_422(idle_org):

@@ -49,7 +49,7 @@ def test_w37_transform_list_has_the_fields_the_page_reads(idle_org):
     by_slug = {t["slug"]: t for t in tasks}
     # dbt-run runs through its own deployment (the page says "No deployment found" without one)
     assert by_slug["dbt-run"]["deploymentId"]
-    assert get_proxy().deployment(by_slug["dbt-run"]["deploymentId"]).get()["parameters"]["config"]["tasks"][0][
+    assert get_proxy().deployment(by_slug["dbt-run"]["deploymentId"]).get().parameters["config"]["tasks"][0][
         "commands"
     ] == ["dbt run"]
     assert all(by_slug[slug]["deploymentId"] is None for slug in SYSTEM_SLUGS if slug != "dbt-run")
@@ -97,7 +97,7 @@ def test_w38_two_creates_at_once_make_one_set_and_no_5xx(idle_org):
     assert manual.count() == 1
     # and Prefect holds exactly that one dbt-run deployment of the org
     deployments = get_proxy().deployments.filter(org_slug=setup["org_slug"])
-    dbt_run_deployments = [d["deployment_id"] for d in deployments if "-dbt-run-" in d["name"]]
+    dbt_run_deployments = [d.deployment_id for d in deployments if "-dbt-run-" in d.name]
     assert dbt_run_deployments == [manual.get().deployment_id]
 
 
@@ -127,7 +127,7 @@ def test_w44_w41_custom_task_create_with_task_slug_then_delete(idle_org):
     assert created.status_code == 200, created.content
     custom = transform_list(webapp)["dbt run --full-refresh --select orders"]
     assert custom["generated_by"] == "client" and custom["deploymentId"]
-    parameters = get_proxy().deployment(custom["deploymentId"]).get()["parameters"]
+    parameters = get_proxy().deployment(custom["deploymentId"]).get().parameters
     assert parameters["config"]["tasks"][0]["commands"] == ["dbt run --full-refresh --select orders"]
     assert AuditEvent.objects.filter(action="task.created", object_id=custom["uuid"]).exists()
     # ddpui's own clients' field name is read too

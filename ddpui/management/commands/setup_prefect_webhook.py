@@ -45,15 +45,15 @@ class Command(BaseCommand):
             )
         except DomainError as exc:
             raise CommandError(f"could not set the Prefect webhook up: {exc.message}") from exc
-        self.stdout.write(f"webhook block '{done['block_name']}' ({done['block_id']}): {done['block_change']}")
+        self.stdout.write(f"webhook block '{done.block_name}' ({done.block_id}): {done.block_change}")
         self.stdout.write(
-            f"automation '{done['name']}' ({done['automation_id']}): {done['automation_change']}"
-            f" (trigger: {', '.join(done['events'])}; action: POST to {done['url']} with the {SECRET_HEADER} header)"
+            f"automation '{done.name}' ({done.automation_id}): {done.automation_change}"
+            f" (trigger: {', '.join(done.events)}; action: POST to {done.url} with the {SECRET_HEADER} header)"
         )
-        if done["duplicates_removed"]:
-            self.stdout.write(f"removed {done['duplicates_removed']} other automation(s) of the same name")
-        changed = done["block_change"] != "unchanged" or done["automation_change"] != "unchanged"
-        if not changed and not done["duplicates_removed"]:
+        if done.duplicates_removed:
+            self.stdout.write(f"removed {done.duplicates_removed} other automation(s) of the same name")
+        changed = done.block_change != "unchanged" or done.automation_change != "unchanged"
+        if not changed and not done.duplicates_removed:
             self.stdout.write("setup_prefect_webhook: nothing to change, already set up")
         else:
             self.stdout.write("setup_prefect_webhook: done")

@@ -9,6 +9,7 @@ import time
 import duckdb
 import pytest
 
+from ddpcontract import proxy_api as api
 from ddpui.models import TaskLock
 from ddpui.prefect_client import get_proxy
 from tests.ddpui.api.helpers import unique
@@ -19,13 +20,13 @@ pytestmark = [pytest.mark.django_db, pytest.mark.prefect, pytest.mark.worker]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def wait_for(flow_run_id: str, timeout: float = 180) -> dict:
+def wait_for(flow_run_id: str, timeout: float = 180) -> api.FlowRun:
     deadline = time.monotonic() + timeout
     while True:
         run = get_proxy().flow_run(flow_run_id).state()
-        if run["state_type"] in TERMINAL:
+        if run.state_type in TERMINAL:
             return run
-        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run['state_name']}"
+        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run.state_name}"
         time.sleep(0.5)
 
 
@@ -67,9 +68,9 @@ def test_connection_and_transform_tasks_run_on_a_worker(api, live, prefect_worke
     pull_run = run_task("git-pull")
     for flow_run_id in (sync_run, pull_run):
         run = wait_for(flow_run_id)
-        assert run["state_type"] == "COMPLETED", run["state_message"]
+        assert run.state_type == "COMPLETED", run.state_message
     assert {"customers", "orders"} <= tables(warehouse, SOURCE_SCHEMA)
 
     run = wait_for(run_task("dbt-run"))
-    assert run["state_type"] == "COMPLETED", run["state_message"]
+    assert run.state_type == "COMPLETED", run.state_message
     assert {"customer_orders", "daily_revenue"} <= tables(warehouse, "analytics")

@@ -184,11 +184,11 @@ def test_update_rebuilds_parameters_and_schedule_and_delete_removes_deployment(l
     assert updated.json()["name"] == "renamed"
     deployment = prefect_deployment(deployment_id).json()
     assert [task["slug"] for task in deployment["parameters"]["config"]["tasks"]] == ["airbyte-sync", "dbt-test"]
-    assert get_proxy().deployment(deployment_id).get()["cron"] == "30 3 * * 1"
+    assert get_proxy().deployment(deployment_id).get().cron == "30 3 * * 1"
 
     paused = client.post(f"/api/prefect/v1/flows/{deployment_id}/set_schedule/inactive", **auth_headers(orguser))
     assert paused.status_code == 200
-    assert get_proxy().deployment(deployment_id).get()["is_schedule_active"] is False
+    assert get_proxy().deployment(deployment_id).get().is_schedule_active is False
     assert (
         client.post(
             f"/api/prefect/v1/flows/{deployment_id}/set_schedule/sometimes", **auth_headers(orguser)
@@ -232,7 +232,7 @@ def test_other_orgs_pipelines_and_runs_are_404(live_services, pipeline_org):
         assert response.status_code == 404, (method, path, response.content)
     assert OrgDataFlowv1.objects.filter(deployment_id=deployment_id, name="nightly").exists()
     assert TaskLock.objects.get().flow_run_id == run_id
-    assert get_proxy().flow_run(run_id).state()["state_type"] in {"SCHEDULED", "PENDING"}
+    assert get_proxy().flow_run(run_id).state().state_type in {"SCHEDULED", "PENDING"}
 
 
 def test_analyst_can_read_but_not_write(live_services, pipeline_org):
