@@ -51,7 +51,7 @@ def _resumable(*, org: Org, flow_run_id: str) -> tuple[PrefectFlowRun, OrgDataFl
     dataflow = OrgDataFlowv1.objects.filter(org=org, deployment_id=original.deployment_id or "").first()
     if dataflow is None:
         raise Conflict(f"flow run {flow_run_id} is not a run of one of your pipelines: only those can be resumed")
-    parameters = get_proxy().flow_run(flow_run_id).state().get("parameters") or {}
+    parameters = get_proxy().flow_run(flow_run_id).state().parameters or {}
     config = parameters.get("config")
     if not isinstance(config, dict) or not config.get("tasks"):
         raise Conflict(
