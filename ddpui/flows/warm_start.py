@@ -42,6 +42,8 @@ _SOCKET_NAME = "ddpui-warm-start.sock"
 _HEADER = struct.Struct("!I")
 _STATUS = struct.Struct("!i")
 _FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# how long a launcher and the server wait for each other before the run starts cold / the request is dropped
+_HANDSHAKE_SECONDS = 10
 # what the server imports before forking: Prefect's engine and the libraries the flows use
 _PRELOAD = (
     "prefect",
@@ -128,6 +130,7 @@ def launch(args: list[str]) -> None:
     """The work pool's command: run this flow run in a fork of the warm server, or start cold."""
     path = socket_path()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(_HANDSHAKE_SECONDS)  # a wedged warm server must not hold the run back
     try:
         conn.connect(path)
         request = json.dumps(
@@ -144,6 +147,7 @@ def launch(args: list[str]) -> None:
         conn.close()
         _cold_start(args)
         return
+    conn.settimeout(None)  # the run may take hours
 
     def forward(signum, _frame) -> None:
         with contextlib.suppress(OSError):
@@ -217,7 +221,8 @@ def _supervise(conn: socket.socket, request: dict, fds: list[int]) -> None:
         if readable:
             data = conn.recv(16)
             if not data:  # the launcher is gone (killed): so must the engine be
-                os.kill(engine, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(engine, signal.SIGKILL)
             for signum in data:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(engine, signum)
@@ -254,6 +259,7 @@ def serve(path: str) -> None:
     try:
         while True:
             conn, _ = listener.accept()
+            conn.settimeout(_HANDSHAKE_SECONDS)
             fds: list[int] = []
             try:
                 header, fds, _flags, _address = socket.recv_fds(conn, _HEADER.size, 3)
@@ -267,9 +273,16 @@ def serve(path: str) -> None:
                     conn.sendall(b"-")
                     continue
                 if os.fork() == 0:
+                    supervisor_pid = os.getpid()
                     listener.close()
-                    _supervise(conn, request, fds)
-                    return  # the engine process, after its run: the interpreter exits normally
+                    conn.settimeout(None)
+                    try:
+                        _supervise(conn, request, fds)
+                    except BaseException:
+                        if os.getpid() == supervisor_pid:  # the supervisor never returns into the server's loop
+                            os._exit(1)
+                        raise  # the engine's exit (SystemExit): the interpreter ends as after a cold run
+                    return
                 logger.info("started flow run %s warm", request["env"].get("PREFECT__FLOW_RUN_ID"))
             except (OSError, ConnectionError, ValueError, KeyError) as error:
                 logger.warning("could not start a run warm: %s", error)
