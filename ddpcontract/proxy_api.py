@@ -28,6 +28,10 @@ from ddpcontract.states import StateType
 from ddpcontract.tasks import GIT_PULL_SECRET_ENV_KEY, BlockName, DbtTaskConfig, NonEmpty, ShellTaskConfig
 from ddpcontract.warehouses import WarehouseType
 
+# the largest page offset either side accepts: far past any real list, and within the databases' integer
+# types (Prefect answers 500 for an offset its database cannot hold)
+MAX_OFFSET = 2**31 - 1
+
 
 def _uuid_text(value: Any) -> str:
     try:

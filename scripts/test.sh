@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what it needs, then runs the whole suite twice — on SQLite and on
-# PostgreSQL (installed from Debian's packages and started on 127.0.0.1 by scripts/postgres.sh).
+# The test command: installs what it needs, then runs the whole suite on SQLite, then again on PostgreSQL
+# (installed from Debian's packages and started on 127.0.0.1 by scripts/postgres.sh) every test whose outcome
+# can depend on Django's database (--database-tests-only, chosen at collection in tests/conftest.py).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/ddpui -x`.
 # `bash scripts/test.sh --fast [pytest args]`: the fast tier only — every test that needs no Prefect server
 # (chosen at collection from each test's fixtures, tests/conftest.py) and is not marked slow, on SQLite.
@@ -40,9 +41,10 @@ dsn="$(bash scripts/postgres.sh start "$pgdir" "$pgport")" || { echo "[test] Pos
 export DDPUI_TEST_PG_DSN="$dsn"
 export DDPUI_DATA_DIR="$(mktemp -d /tmp/ddpui-test-data.XXXXXX)"
 
+started=$SECONDS
 echo "[test] === suite on SQLite ==="
 env -u DATABASE_URL .venv/bin/python -m pytest -p no:cacheprovider "$@"
 
-echo "[test] === suite on PostgreSQL (Django and the Prefect server) ==="
-DATABASE_URL="${dsn%/postgres}/ddpui" .venv/bin/python -m pytest -p no:cacheprovider "$@"
-echo "[test] both runs passed"
+echo "[test] === the database's tests on PostgreSQL (Django and the Prefect server) ==="
+DATABASE_URL="${dsn%/postgres}/ddpui" .venv/bin/python -m pytest -p no:cacheprovider --database-tests-only "$@"
+echo "[test] both runs passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

@@ -33,6 +33,13 @@ def pytest_addoption(parser):
         action="store_true",
         help="the fast tier: only tests that need no Prefect server (scripts/test.sh --fast)",
     )
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="only tests whose outcome can depend on Django's database (the PostgreSQL pass of scripts/test.sh): "
+        "tests of the proxy, the flows, the emulator and other code that never opens Django's database ran in "
+        "the SQLite pass and would run identically again",
+    )
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -57,9 +64,27 @@ def needs_prefect(item) -> bool:
     return any(item.get_closest_marker(name) for name in _PREFECT_MARKERS)
 
 
+# Fixtures through which a test reaches Django's database (pytest-django's, and ours that start a process
+# given the pass's DATABASE_URL); the `django_db` marker and the `postgres_pass` marker say the same.
+_DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "demo"}
+_DATABASE_MARKERS = {"django_db", "postgres_pass"}
+
+
+def uses_django_database(item) -> bool:
+    """Whether a collected test's outcome can depend on which database Django runs on."""
+    if _DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return any(item.get_closest_marker(name) for name in _DATABASE_MARKERS)
+
+
 def pytest_collection_modifyitems(config, items):
     """Marks every test that needs a Prefect server `needs_prefect`; with --fast, deselects them and the tests
-    marked `slow` (real dbt builds and the like)."""
+    marked `slow` (real dbt builds and the like); with --database-tests-only, deselects the tests that never
+    reach Django's database."""
+    if config.getoption("--database-tests-only"):
+        kept = [item for item in items if uses_django_database(item)]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     fast, slow = [], []
     for item in items:
         prefect = needs_prefect(item)

@@ -2,9 +2,7 @@
 
 from ninja import Schema
 
-# the largest page offset accepted: far past any real list, and within the databases' integer types
-# (a larger one made SQLite/PostgreSQL fail with a 500)
-MAX_OFFSET = 2**31 - 1
+from ddpcontract.proxy_api import MAX_OFFSET  # noqa: F401  (the largest page offset accepted; re-exported)
 
 
 class ErrorOut(Schema):

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import Query
 
+from ddpcontract.proxy_api import MAX_OFFSET
 from proxy import flow_runs, schemas
 from proxy.dependencies import CREATED, Prefect, resource_router
 
@@ -42,7 +43,7 @@ async def filter_flow_runs(request: schemas.FlowRunFilter, client: Prefect) -> s
 async def read_flow_run_logs(
     flow_run_id: UUID,
     client: Prefect,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 200,
 ) -> schemas.FlowRunLogs:
     return await flow_runs.flow_run_logs(client, flow_run_id=flow_run_id, offset=offset, limit=limit)

@@ -173,7 +173,8 @@ def test_a_failure_mid_org_rolls_that_org_back_in_django_and_prefect_and_the_oth
     assert f"{failing.slug}-dbt-profile" not in prefect_state.block_names()
     # the other org went through
     assert f"{other.slug}-dbt-profile" in prefect_state.block_names()
-    assert OrgDataFlowv1.objects.filter(org__slug=other.slug).count() == 5
+    # its five deployments, plus the own (manual) deployment its custom `dbt run --select` task gets
+    assert OrgDataFlowv1.objects.filter(org__slug=other.slug).count() == 6
     # once the cause is gone, the failed org migrates
     monkeypatch.setattr(Deployment, "update", original_update)
     output = commands.migrate_ok("--phase", "2", "--all")
@@ -272,7 +273,7 @@ def test_cleanup_deletes_the_operation_blocks_and_legacy_rows_and_keeps_what_the
         org = Org.objects.get(slug=install.slug)
         assert not OrgPrefectBlock.objects.filter(org=org).exists()
         assert not OrgDataFlow.objects.filter(org=org).exists()
-        assert OrgDataFlowv1.objects.filter(org=org).count() == 5
+        assert OrgDataFlowv1.objects.filter(org=org).count() == 6  # 5 migrated + the custom dbt-run task's own
     ok, output = commands.verify("--all")
     assert ok and "no org has legacy rows" in output
 

@@ -11,7 +11,7 @@ from django.db import connection
 
 from tests.support.prefect_rest import prefect_request
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.postgres_pass]
 
 
 def test_prefect_server_database_follows_django(prefect_server):

@@ -151,6 +151,7 @@ def _sql(layout, query: str) -> list[tuple]:
         return connection.execute(query).fetchall()
 
 
+@pytest.mark.postgres_pass
 def test_forty_runs_spread_over_two_workers_once_each_and_a_killed_workers_run_ends_crashed(layout):
     started = time.monotonic()
     api = LayoutApi(layout.state.django_url)
