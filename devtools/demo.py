@@ -28,6 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from ddpcontract.states import DBT_TEST_FAILED_STATE_NAME, TERMINAL_STATES, StateType
+from ddpcontract.tasks import TaskSlug, TaskType
 from devtools.airbyte_emulator import SAMPLE_SOURCE_DEFINITION_ID
 from devtools.processes import REPO_ROOT, ManagedProcess, PrefectServer, PrefectWorker, wait_http_ok
 
@@ -41,7 +43,7 @@ SOURCE_ROWS = 20
 CONNECTION_NAME = "Sample data to warehouse"
 PIPELINE_NAME = "Demo nightly"
 PIPELINE_CRON = "0 2 * * *"
-TRANSFORM_SLUGS = ["git-pull", "dbt-deps", "dbt-run", "dbt-test"]
+TRANSFORM_SLUGS = [TaskSlug.GIT_PULL, TaskSlug.DBT_DEPS, TaskSlug.DBT_RUN, TaskSlug.DBT_TEST]
 WORK_POOL = "ddpui"  # Django's PREFECT_WORK_POOL default
 AIRBYTE_USERNAME = "airbyte"
 AIRBYTE_PASSWORD = "password"
@@ -55,7 +57,7 @@ PORT_OPTIONS = [
     ("airbyte", "DDPUI_AIRBYTE_PORT", 8001),
     ("prefect", "DDPUI_PREFECT_PORT", 4200),
 ]
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+TERMINAL = TERMINAL_STATES
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "ddpui demo",
     "GIT_AUTHOR_EMAIL": "demo@ddpui.invalid",
@@ -536,7 +538,7 @@ def bootstrap(api: Api, *, account: tuple[str, str], warehouse: dict, git_url: s
     tasks = api.get("/api/prefect/tasks/transform/")
     # posting again is idempotent and also gives each dbt-run task its own deployment if a demo made by an
     # older ddpui lacks one (the web app runs dbt-run through it)
-    lacking = any(t["slug"] == "dbt-run" and not t.get("deploymentId") for t in tasks)
+    lacking = any(t["slug"] == TaskSlug.DBT_RUN and not t.get("deploymentId") for t in tasks)
     if lacking or not all(any(t["slug"] == slug for t in tasks) for slug in TRANSFORM_SLUGS):
         tasks = api.post("/api/prefect/tasks/transform/")
         _step(True, "transform tasks")
@@ -690,7 +692,7 @@ def _follow(api: Api, flow_run_id: str, *, progress: Progress, task_count: int, 
             raise DemoError(f"flow run {flow_run_id} is still {state} after {timeout:.0f}s")
         position = ""
         if current_task:
-            names = ["airbyte-sync", *TRANSFORM_SLUGS]
+            names = [TaskSlug.AIRBYTE_SYNC, *TRANSFORM_SLUGS]
             index = names.index(current_task) + 1 if current_task in names else "?"
             position = f"  task {index}/{task_count} {current_task}"
         progress.status(f"{elapsed:5.0f}s  {state}{position}")
@@ -701,14 +703,14 @@ def outcome(run: dict) -> tuple[bool, list[str]]:
     """Whether the run succeeded, and the lines that tell what it did."""
     results = run["taskResults"]
     by_slug = {r.get("slug"): r for r in results}
-    rows = sum(int(r.get("records_synced") or 0) for r in results if r.get("type") == "Airbyte Connection")
-    run_nodes = by_slug.get("dbt-run", {}).get("nodes") or []
+    rows = sum(int(r.get("records_synced") or 0) for r in results if r.get("type") == TaskType.AIRBYTE_CONNECTION)
+    run_nodes = by_slug.get(TaskSlug.DBT_RUN, {}).get("nodes") or []
     models = [n for n in run_nodes if n.get("unique_id", "").startswith("model.") and n.get("status") == "success"]
-    test_nodes = by_slug.get("dbt-test", {}).get("nodes") or []
+    test_nodes = by_slug.get(TaskSlug.DBT_TEST, {}).get("nodes") or []
     passed = sum(1 for n in test_nodes if n.get("status") == "pass")
     failed = sum(1 for n in test_nodes if n.get("status") in ("fail", "error"))
     state = run["stateName"] or run["stateType"]
-    success = run["stateType"] == "COMPLETED" and run["stateName"] != "DBT_TEST_FAILED"
+    success = run["stateType"] == StateType.COMPLETED and run["stateName"] != DBT_TEST_FAILED_STATE_NAME
     lines = [
         f"flow run {run['name']} ({run['flowRunId']}): {state} in {run['totalRunTime']:.1f}s",
         f"  rows synced:       {rows}",

@@ -14,6 +14,7 @@ from ninja import Field, Router, Schema
 from pydantic import ConfigDict, model_validator
 
 from ddpcontract import proxy_api as api
+from ddpcontract.states import StateType
 from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.api.tasks_api import TaskLockOut
 from ddpui.auth import org_auth
@@ -249,12 +250,12 @@ class SyncLogsOut(Schema):
 
 # how the web app names an Airbyte job's outcome (it shows "Success" for COMPLETED, "Failed" otherwise)
 _RUN_STATES = {
-    "succeeded": "COMPLETED",
-    "failed": "FAILED",
-    "incomplete": "FAILED",
-    "cancelled": "CANCELLED",
-    "running": "RUNNING",
-    "pending": "PENDING",
+    "succeeded": StateType.COMPLETED,
+    "failed": StateType.FAILED,
+    "incomplete": StateType.FAILED,
+    "cancelled": StateType.CANCELLED,
+    "running": StateType.RUNNING,
+    "pending": StateType.PENDING,
 }
 
 

@@ -13,6 +13,7 @@ import pydantic
 from django.conf import settings
 from ninja import Field, Router, Schema
 
+from ddpcontract.states import DBT_TEST_FAILED_STATE_NAME, StateType
 from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.api.shapes import LockOut
 from ddpui.auth import org_auth
@@ -166,7 +167,7 @@ def run_task(request, orgtask_uuid: str):
             f"its logs: GET /api/prefect/flow_runs/{run.flow_run_id}/logs"
         ]
     else:
-        passed = run.state_type == "COMPLETED" and run.state_name != "DBT_TEST_FAILED"
+        passed = run.state_type == StateType.COMPLETED and run.state_name != DBT_TEST_FAILED_STATE_NAME
         status = "success" if passed else "failed"
         lines = [line.message for line in result.log_lines]
     return {

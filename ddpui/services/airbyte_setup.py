@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 
 from ddpcontract import proxy_api as api
+from ddpcontract.tasks import TaskSlug
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, InvalidInput, NotFound
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
@@ -33,7 +34,7 @@ from ddpui.services.orgs import airbyte_server_block_create, airbyte_workspace_c
 from ddpui.services.undo import UndoStack
 from ddpui.services.warehouse import mask_secrets
 
-SYNC_SLUG = "airbyte-sync"
+SYNC_SLUG = TaskSlug.AIRBYTE_SYNC
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SYNC_MODES = ("full_refresh", "incremental")
 DESTINATION_SYNC_MODES = ("overwrite", "append", "append_dedup")

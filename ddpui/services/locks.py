@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from ddpcontract import proxy_api as api
+from ddpcontract.states import StateType
 from ddpui.errors import Conflict
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -107,7 +108,7 @@ def locks_status(*, orgtask_ids: Iterable[int]) -> dict[int, TaskLock]:
 # who holds a lock that no user took: a scheduled run's, locked when Prefect started it (the web app shows
 # "Triggered by: system"; the audit trail names the same actor)
 SYSTEM_LOCKER = "system"
-_WAITING_STATES = frozenset({"SCHEDULED", "PENDING"})
+_WAITING_STATES = frozenset({StateType.SCHEDULED, StateType.PENDING})
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def lock_state(lock: TaskLock, *, run_state: str | None = None, viewer_dataflow_
     state = (run_state or "").upper()
     if viewer_dataflow_id is not None and lock.locking_dataflow_id != viewer_dataflow_id:
         status = "locked"
-    elif lock.flow_run_id and state == "RUNNING":
+    elif lock.flow_run_id and state == StateType.RUNNING:
         status = "running"
     elif lock.flow_run_id is None or state in _WAITING_STATES:
         status = "queued"

@@ -13,7 +13,7 @@ from django.utils.text import slugify
 
 from ddpcontract import proxy_api as api
 from ddpcontract.flows import Entrypoint
-from ddpcontract.tasks import DEFAULT_MAX_PARALLEL_SYNCS, MAX_PARALLEL_SYNCS_LIMIT
+from ddpcontract.tasks import DEFAULT_MAX_PARALLEL_SYNCS, MAX_PARALLEL_SYNCS_LIMIT, TaskSlug
 from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -107,7 +107,7 @@ def _resolve_tasks(*, org: Org, connections: list[TaskRef], transform_tasks: lis
     syncs = {
         t.connection_id: t
         for t in OrgTask.objects.filter(
-            org=org, task__slug="airbyte-sync", connection_id__in=connection_ids
+            org=org, task__slug=TaskSlug.AIRBYTE_SYNC, connection_id__in=connection_ids
         ).select_related("task")
     }
     valid_uuids = []

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from ddpcontract import proxy_api as api
-from ddpcontract.states import FAILURE_STATES, state_rank
+from ddpcontract.states import FAILURE_STATES, StateType, state_rank
 
 # the state names and their order are the contract's; re-exported here for the services that import them
 from ddpcontract.states import LIVE_STATES as LIVE_STATES
@@ -150,7 +150,7 @@ def run_state_forget(*, flow_run_id: str) -> int:
     with transaction.atomic():
         released = locks.locks_release_for_run(flow_run_id=flow_run_id)
         PrefectFlowRun.objects.filter(flow_run_id=flow_run_id, state_type__in=LIVE_STATES).update(
-            state_type="CANCELLED", state_name="Deleted", state_message="the run no longer exists in Prefect"
+            state_type=StateType.CANCELLED, state_name="Deleted", state_message="the run no longer exists in Prefect"
         )
     return released
 
@@ -231,7 +231,7 @@ def _lock_live_run(*, dataflow: OrgDataFlowv1, run: dict) -> tuple[api.FlowRun |
         message = f"cancelled: it would overlap a running task ({exc.message})"
         try:
             get_proxy().flow_run(flow_run_id).cancel()
-            run = {**run, "state_type": "CANCELLING", "state_name": "Cancelling", "state_message": message}
+            run = {**run, "state_type": StateType.CANCELLING, "state_name": "Cancelling", "state_message": message}
         except ProxyError:  # it ended before we could cancel it: record how it ended
             try:
                 run = get_proxy().flow_run(flow_run_id).state()
@@ -266,7 +266,7 @@ def run_state_observe(
     run = _reported(run)
     state_type = (run.get("state_type") or "").upper()
     outcome = ""
-    if state_type in LIVE_STATES - {"SCHEDULED"}:
+    if state_type in LIVE_STATES - {StateType.SCHEDULED}:
         deployment_id = str(run.get("deployment_id") or "")
         if dataflow is None and deployment_id:
             dataflow = OrgDataFlowv1.objects.select_related("org").filter(deployment_id=deployment_id).first()

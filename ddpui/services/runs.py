@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from ddpcontract import proxy_api as api
+from ddpcontract.states import StateType
 from ddpui.errors import NotFound
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -66,7 +67,7 @@ def run_start(
                 "flow_run_id": run.id,
                 "name": run.name,
                 "deployment_id": dataflow.deployment_id if dataflow is not None else None,
-                "state_type": "SCHEDULED",
+                "state_type": StateType.SCHEDULED,
                 "state_name": "Scheduled",
             },
         )

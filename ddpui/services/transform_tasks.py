@@ -20,6 +20,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from ddpcontract import proxy_api as api
+from ddpcontract.tasks import TaskSlug
 from ddpui.errors import Conflict, InvalidInput, NotFound
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -35,16 +36,23 @@ from ddpui.services.task_config import OrgContext, deployment_parameters, pipeli
 from ddpui.services.warehouse import profile_block_get
 
 DBT_TARGET = "default"
-SYSTEM_TRANSFORM_SLUGS = ["git-pull", "dbt-clean", "dbt-deps", "dbt-run", "dbt-test", "dbt-docs-generate"]
+SYSTEM_TRANSFORM_SLUGS = [
+    TaskSlug.GIT_PULL,
+    TaskSlug.DBT_CLEAN,
+    TaskSlug.DBT_DEPS,
+    TaskSlug.DBT_RUN,
+    TaskSlug.DBT_TEST,
+    TaskSlug.DBT_DOCS_GENERATE,
+]
 TRANSFORM_TYPES = [TaskType.GIT, TaskType.DBT]
 # the long-running tasks, which get a deployment of their own (the web app runs them through it, like Dalgo)
-DEPLOYED_TASK_SLUGS = ["dbt-run"]
+DEPLOYED_TASK_SLUGS = [TaskSlug.DBT_RUN]
 # the flags and options the custom-task form offers for each task (Dalgo's list); others take none
 TASK_PARAMETERS: dict[str, tuple[list[str], list[str]]] = {
-    "dbt-deps": (["upgrade"], ["add-package"]),
-    "dbt-run": (["full-refresh"], ["select", "exclude"]),
-    "dbt-test": ([], ["select", "exclude"]),
-    "dbt-seed": ([], ["select"]),
+    TaskSlug.DBT_DEPS: (["upgrade"], ["add-package"]),
+    TaskSlug.DBT_RUN: (["full-refresh"], ["select", "exclude"]),
+    TaskSlug.DBT_TEST: ([], ["select", "exclude"]),
+    TaskSlug.DBT_SEED: ([], ["select"]),
 }
 # dbt flags and options become words of a bash command line: only plain tokens, no shell syntax
 _FLAG = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
