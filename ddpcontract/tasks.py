@@ -145,8 +145,12 @@ class PipelineConfig(BaseModel):
         description=f"Airbyte syncs run at once (default {DEFAULT_MAX_PARALLEL_SYNCS}); 1 runs the tasks one by one",
     )
 
-    def parameters(self) -> dict[str, Any]:
-        """The deployment parameters carrying this config, as JSON (only the fields that were set)."""
+    def parameters(self, *, with_defaults: bool = False) -> dict[str, Any]:
+        """The deployment parameters carrying this config, as JSON: only the fields that were set, or (with
+        `with_defaults`, for tasks a caller may have sent without their defaulted fields such as `seq`) every
+        field that has a value."""
+        if with_defaults:
+            return {"config": self.model_dump(mode="json", exclude_none=True)}
         return {"config": self.model_dump(mode="json", exclude_unset=True)}
 
 

@@ -31,7 +31,7 @@ from prefect.states import Cancelled, Cancelling, Scheduled
 
 from ddpcontract.flows import RESULTS_ARTIFACT_KEY
 from ddpcontract.states import TERMINAL_STATES
-from ddpcontract.tasks import TaskConfig
+from ddpcontract.tasks import PipelineConfig, TaskConfig
 from proxy import schemas
 from proxy.deployments import PAGE_SIZE, AdhocDeployments
 from proxy.errors import Conflict, NotFound
@@ -144,7 +144,7 @@ async def adhoc_task_run(
     client: PrefectClient, *, adhoc: AdhocDeployments, kind: str, org_slug: str, task: TaskConfig
 ) -> schemas.FlowRunRef:
     """Start one task on a worker through the shared ad-hoc deployment of its kind; returns at once."""
-    parameters = {"config": {"org_slug": org_slug, "tasks": [task.model_dump(mode="json", exclude_none=True)]}}
+    parameters = PipelineConfig(org_slug=org_slug, tasks=[task]).parameters(with_defaults=True)
     tags = [org_slug, f"adhoc-{kind}"]
     deployment_id = await adhoc.deployment_id(client, kind=kind)
     try:

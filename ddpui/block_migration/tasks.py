@@ -44,6 +44,8 @@ class TaskResolver:
             return OrgTask.objects.create(org=self.org, task=Task.objects.get(slug=step.dbt.task_slug))
         flags, options = step.dbt.parameters()
         try:
-            return orgtask_create(org=self.org, task_slug=step.dbt.task_slug, flags=flags, options=options)
+            return orgtask_create(
+                org=self.org, task_slug=step.dbt.task_slug, flags=flags, options=options, orguser=None
+            )
         except InvalidInput as error:
             raise MigrationProblem(f"'{step.value}' cannot become a task: {error.message}") from None

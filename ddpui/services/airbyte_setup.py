@@ -115,8 +115,8 @@ def airbyte_workspace_attach(*, org: Org, actor: OrgUser | None, name: str) -> O
         org=org, block_type=OrgPrefectBlockv1.BlockType.AIRBYTE_SERVER
     ).exists()
     with UndoStack(f"attaching a workspace to {org.slug}") as undo:
-        workspace_id = airbyte_workspace_create(name=name, rollback=undo)
-        block = None if has_server_block else airbyte_server_block_create(org_slug=org.slug, rollback=undo)
+        workspace_id = airbyte_workspace_create(name=name, undo=undo)
+        block = None if has_server_block else airbyte_server_block_create(org_slug=org.slug, undo=undo)
         with transaction.atomic():
             org.airbyte_workspace_id = workspace_id
             org.save(update_fields=["airbyte_workspace_id", "updated_at"])
@@ -659,16 +659,16 @@ def _pipelines_without(orgtask: OrgTask) -> list[tuple[OrgDataFlowv1, list[OrgTa
         by_pipeline.setdefault(link.dataflow_id, []).append(link.orgtask)
     context = task_config.OrgContext(orgtask.org)
 
-    def parameters(tasks: list[OrgTask]) -> dict:
-        return {
-            "config": {"org_slug": orgtask.org.slug, "tasks": [context.task(t, seq) for seq, t in enumerate(tasks)]}
-        }
+    def parameters(pipeline: OrgDataFlowv1, tasks: list[OrgTask]) -> dict:
+        return context.parameters(
+            [context.task(t, seq) for seq, t in enumerate(tasks)], max_parallel_syncs=pipeline.max_parallel_syncs
+        )
 
     plans = []
     for pipeline in pipelines:
         tasks = by_pipeline.get(pipeline.id, [])
         remaining = [t for t in tasks if t.id != orgtask.id]
-        plans.append((pipeline, remaining, parameters(tasks), parameters(remaining)))
+        plans.append((pipeline, remaining, parameters(pipeline, tasks), parameters(pipeline, remaining)))
     return plans
 
 

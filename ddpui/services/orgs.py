@@ -22,7 +22,7 @@ from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.org import Org, OrgPrefectBlockv1, OrgUser, OrgUserRole
 from ddpui.prefect_client import ProxyConflict, ProxyNotFound, get_proxy
-from ddpui.services.undo import UndoStack as Rollback  # the name the older services use
+from ddpui.services.undo import UndoStack
 from ddpui.services.users import org_find_by_name, org_slug_for
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def org_block_get(*, org: Org, block_type: str, block_name: str | None = None) -
     return blocks.first()
 
 
-def airbyte_server_block_create(*, org_slug: str, rollback: Rollback) -> api.BlockRef:
+def airbyte_server_block_create(*, org_slug: str, undo: UndoStack) -> api.BlockRef:
     """The org's Airbyte server block (host, port, user, password from settings)."""
 
     def create(name: str) -> api.BlockRef:
@@ -84,19 +84,19 @@ def airbyte_server_block_create(*, org_slug: str, rollback: Rollback) -> api.Blo
         )
 
     created = prefect_block_create(name=block_name_for(org_slug, "airbyte-server"), create=create)
-    rollback.add(f"Airbyte server block {created.block_name}", lambda: prefect_block_delete(block_id=created.block_id))
+    undo.push(f"Airbyte server block {created.block_name}", lambda: prefect_block_delete(block_id=created.block_id))
     return created
 
 
-def airbyte_workspace_create(*, name: str, rollback: Rollback) -> str:
+def airbyte_workspace_create(*, name: str, undo: UndoStack) -> str:
     airbyte = get_airbyte()
     workspace_id = airbyte.workspace_create(name=name)["workspaceId"]
 
-    def undo() -> None:
+    def workspace_delete() -> None:
         with contextlib.suppress(AirbyteNotFound):
             airbyte.workspace_delete(workspace_id=workspace_id)
 
-    rollback.add(f"Airbyte workspace {workspace_id}", undo)
+    undo.push(f"Airbyte workspace {workspace_id}", workspace_delete)
     return workspace_id
 
 
@@ -135,10 +135,10 @@ def org_create(*, user, name: str) -> Org:
     if org_find_by_name(name) is not None:
         raise _name_taken(name)
     org = _org_reserve(name=name)
-    with Rollback(f"creating the organization '{name}'") as rollback:
-        rollback.add(f"organization row {org.slug}", lambda: Org.objects.filter(pk=org.pk).delete())
-        workspace_id = airbyte_workspace_create(name=org.slug, rollback=rollback)
-        block = airbyte_server_block_create(org_slug=org.slug, rollback=rollback)
+    with UndoStack(f"creating the organization '{name}'") as undo:
+        undo.push(f"organization row {org.slug}", lambda: Org.objects.filter(pk=org.pk).delete())
+        workspace_id = airbyte_workspace_create(name=org.slug, undo=undo)
+        block = airbyte_server_block_create(org_slug=org.slug, undo=undo)
         with transaction.atomic():
             Org.objects.filter(pk=org.pk).update(airbyte_workspace_id=workspace_id)
             OrgPrefectBlockv1.objects.create(

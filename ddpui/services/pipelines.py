@@ -23,9 +23,9 @@ from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks, runs
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.cron import cron_check
-from ddpui.services.orgs import Rollback
 from ddpui.services.selectors import dataflow_get, dataflow_orgtasks, manual_dataflows_of
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
+from ddpui.services.undo import UndoStack
 
 __all__ = ["dataflow_get", "dataflow_orgtasks"]  # re-exported: older imports name them here
 
@@ -187,12 +187,12 @@ def pipeline_create(
         max_parallel_syncs=max_parallel_syncs,
     )
     deployment_name = f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}-{uuid.uuid4().hex[:8]}"
-    with Rollback(f"creating the pipeline '{name}' of {org.slug}") as rollback:
+    with UndoStack(f"creating the pipeline '{name}' of {org.slug}") as undo:
         # the deployment first: if the proxy fails, nothing has been stored
         deployment = get_proxy().deployments.create(
             name=deployment_name, org_slug=org.slug, parameters=parameters, cron=cron, timezone=timezone
         )
-        rollback.add(f"deployment {deployment.id}", deployment.delete)  # no orphan deployment
+        undo.push(f"deployment {deployment.id}", deployment.delete)  # no orphan deployment
         with transaction.atomic():
             dataflow = OrgDataFlowv1.objects.create(
                 org=org,
@@ -262,9 +262,9 @@ def pipeline_update(
         org=org, orgtasks=dataflow_orgtasks(dataflow), max_parallel_syncs=old_max_parallel_syncs
     )
     old_cron, old_timezone = dataflow.cron, dataflow.timezone
-    with Rollback(f"updating the pipeline '{dataflow.name}' of {org.slug}") as rollback:
+    with UndoStack(f"updating the pipeline '{dataflow.name}' of {org.slug}") as undo:
         deployment.update(parameters=parameters, cron=cron, timezone=timezone)
-        rollback.add(
+        undo.push(
             f"parameters and schedule of deployment {dataflow.deployment_id}",
             lambda: deployment.update(parameters=old_parameters, cron=old_cron, timezone=old_timezone),
         )
@@ -332,7 +332,7 @@ def _override_parameters(*, org: Org, dataflow: OrgDataFlowv1, orgtasks: list[Or
         parts += [f"--{flag}" for flag in flags or []]
         parts += [f"--{key} {value}" for key, value in (options or {}).items()]
         tasks.append(context.dbt_task(orgtask, seq, command=" ".join(parts)))
-    return {"config": {"org_slug": org.slug, "tasks": tasks}}
+    return context.parameters(tasks)
 
 
 def pipeline_run(

@@ -127,11 +127,21 @@ class OrgContext:
             return self.git_task(orgtask, seq)
         return self.dbt_task(orgtask, seq)
 
+    def parameters(self, tasks: list[dict], *, max_parallel_syncs: int | None = None) -> dict:
+        """The deployment parameters carrying task dicts (made by this context) in run order;
+        `max_parallel_syncs` is written when given."""
+        fields = {"max_parallel_syncs": max_parallel_syncs} if max_parallel_syncs is not None else {}
+        if not tasks:
+            # a pipeline whose last task was deleted (with its connection) keeps an empty task list: its runs
+            # fail, saying so, until it gets tasks again (the contract's model refuses to build such a config)
+            return PipelineConfig.model_construct(org_slug=self.org.slug, tasks=[], **fields).parameters()
+        return PipelineConfig(org_slug=self.org.slug, tasks=tasks, **fields).parameters()
+
 
 def deployment_parameters(*, org: Org, orgtasks: list[OrgTask], max_parallel_syncs: int | None = None) -> dict:
     """The deployment parameters for org tasks already in run order; `max_parallel_syncs` (how many of the
     pipeline's Airbyte syncs run at once) is written when given."""
     context = OrgContext(org)
-    fields = {"max_parallel_syncs": max_parallel_syncs} if max_parallel_syncs is not None else {}
-    config = PipelineConfig(org_slug=org.slug, tasks=[context.task(t, seq) for seq, t in enumerate(orgtasks)], **fields)
-    return config.parameters()
+    return context.parameters(
+        [context.task(t, seq) for seq, t in enumerate(orgtasks)], max_parallel_syncs=max_parallel_syncs
+    )

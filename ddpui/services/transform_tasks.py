@@ -29,10 +29,11 @@ from ddpui.models.tasks import OrgTask, Task, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks, runs
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.orgs import Rollback, block_name_for, prefect_block_delete
+from ddpui.services.orgs import block_name_for, prefect_block_delete
 from ddpui.services.run_states import is_terminal
 from ddpui.services.selectors import manual_dataflows_of, orgtask_get
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
+from ddpui.services.undo import UndoStack
 from ddpui.services.warehouse import profile_block_get
 
 DBT_TARGET = "default"
@@ -106,7 +107,7 @@ def transform_tasks_list(*, org: Org) -> list[TransformTaskView]:
     return views
 
 
-def _profile_link(*, org: Org, dbt: OrgDbt, rollback: Rollback) -> None:
+def _profile_link(*, org: Org, dbt: OrgDbt, undo: UndoStack) -> None:
     """Makes (or, if one was left by an older version, rewrites) the org's dbt profile block from the
     warehouse's credentials block, and links it to the workspace."""
     warehouse = OrgWarehouse.objects.filter(org=org).first()
@@ -126,7 +127,7 @@ def _profile_link(*, org: Org, dbt: OrgDbt, rollback: Rollback) -> None:
         created = proxy.blocks.dbt_cli_profile.create(
             cli_profile_block_name=block_name_for(org, "dbt-profile"), **profile_fields
         )
-        rollback.add("dbt profile block", lambda: prefect_block_delete(block_id=created.block_id))
+        undo.push("dbt profile block", lambda: prefect_block_delete(block_id=created.block_id))
         profile = OrgPrefectBlockv1.objects.create(
             org=org,
             block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE,
@@ -141,9 +142,9 @@ def _deployment_name(orgtask: OrgTask) -> str:
     return f"manual-{orgtask.org.slug}-{orgtask.task.slug}-{uuid.uuid4().hex[:8]}"
 
 
-def _task_deployment_create(*, org: Org, orgtask: OrgTask, rollback: Rollback) -> OrgDataFlowv1:
+def _task_deployment_create(*, org: Org, orgtask: OrgTask, undo: UndoStack) -> OrgDataFlowv1:
     """The task's own manual deployment (one run of exactly this task) and its dataflow row. The deployment is
-    undone by `rollback` if the operation fails later; the rows are the caller's transaction's."""
+    undone by `undo` if the operation fails later; the rows are the caller's transaction's."""
     name = _deployment_name(orgtask)
     deployment = get_proxy().deployments.create(
         name=name,
@@ -151,7 +152,7 @@ def _task_deployment_create(*, org: Org, orgtask: OrgTask, rollback: Rollback) -
         parameters=deployment_parameters(org=org, orgtasks=[orgtask]),
         work_pool_name=settings.PREFECT_WORK_POOL,
     )
-    rollback.add(f"deployment {deployment.id}", lambda: _deployment_delete(deployment.id))
+    undo.push(f"deployment {deployment.id}", lambda: _deployment_delete(deployment.id))
     dataflow = OrgDataFlowv1.objects.create(
         org=org,
         name=f"{orgtask.task.label} ({orgtask.command_text()})"[:100],
@@ -177,12 +178,12 @@ def task_deployments_delete(*, org: Org, orgtasks: list[OrgTask]) -> None:
     OrgDataFlowv1.objects.filter(id__in=[dataflow.id for dataflow in manual.values()]).delete()
 
 
-def transform_tasks_create(*, org: Org, orguser: OrgUser | None = None) -> list[TransformTaskView]:
+def transform_tasks_create(*, org: Org, orguser: OrgUser | None) -> list[TransformTaskView]:
     """Makes the dbt profile block, the system tasks, and the own deployment of each dbt-run task that lacks
     one. A second call changes nothing and calls nothing; two calls at once are serialized (the second finds
     the first's work). If any step fails, the blocks and deployments made here are deleted and no row is
     written."""
-    with Rollback(f"creating the transform tasks of {org.slug}") as rollback, transaction.atomic():
+    with UndoStack(f"creating the transform tasks of {org.slug}") as undo, transaction.atomic():
         # a write first: it serializes concurrent calls on every database (a row lock on PostgreSQL, the
         # write lock on SQLite), so the second one reads what the first one made
         try:
@@ -197,7 +198,7 @@ def transform_tasks_create(*, org: Org, orguser: OrgUser | None = None) -> list[
         dbt = OrgDbt.objects.select_for_update().get(org=org)
         made_profile = dbt.cli_profile_block_id is None
         if made_profile:
-            _profile_link(org=org, dbt=dbt, rollback=rollback)
+            _profile_link(org=org, dbt=dbt, undo=undo)
         existing = set(
             OrgTask.objects.filter(
                 org=org, task__slug__in=SYSTEM_TRANSFORM_SLUGS, generated_by=OrgTask.GeneratedBy.SYSTEM
@@ -214,7 +215,7 @@ def transform_tasks_create(*, org: Org, orguser: OrgUser | None = None) -> list[
         have_deployment = manual_dataflows_of(org=org, orgtask_ids=[task.id for task in deployed])
         for orgtask in deployed:
             if orgtask.id not in have_deployment:
-                _task_deployment_create(org=org, orgtask=orgtask, rollback=rollback)
+                _task_deployment_create(org=org, orgtask=orgtask, undo=undo)
         if made_profile or created:
             audit_record(
                 org=org,
@@ -250,7 +251,7 @@ def orgtasks_refuse_if_used(orgtasks: list[OrgTask], what: str) -> None:
         raise locks.TaskLocked(f"{what} running: {'; '.join(locks.describe_lock(lock) for lock in held)}", held)
 
 
-def transform_tasks_delete(*, org: Org, orguser: OrgUser | None = None) -> None:
+def transform_tasks_delete(*, org: Org, orguser: OrgUser | None) -> None:
     """Deletes every git and dbt task of the org (system and custom), their own deployments and the dbt
     profile block."""
     with transaction.atomic():
@@ -293,9 +294,7 @@ def _option_values(key: str, value) -> list[str]:
     return checked
 
 
-def orgtask_create(
-    *, org: Org, task_slug: str, flags: list[str], options: dict, orguser: OrgUser | None = None
-) -> OrgTask:
+def orgtask_create(*, org: Org, task_slug: str, flags: list[str], options: dict, orguser: OrgUser | None) -> OrgTask:
     """A custom dbt command, e.g. `dbt run --select orders --full-refresh`; a dbt-run one gets its own
     deployment (the deployment first: if the proxy fails, nothing is stored)."""
     task = Task.objects.filter(slug=task_slug).first()
@@ -314,7 +313,7 @@ def orgtask_create(
             raise InvalidInput(f"option '{key}' is not allowed: use a dbt option name such as select, without '--'")
         values = _option_values(key, value)
         checked_options[key] = values if isinstance(value, list) else values[0]
-    with Rollback(f"creating the task {task_slug} of {org.slug}") as rollback, transaction.atomic():
+    with UndoStack(f"creating the task {task_slug} of {org.slug}") as undo, transaction.atomic():
         orgtask = OrgTask.objects.create(
             org=org,
             task=task,
@@ -322,7 +321,7 @@ def orgtask_create(
             generated_by=OrgTask.GeneratedBy.CLIENT,
         )
         if task.slug in DEPLOYED_TASK_SLUGS:
-            _task_deployment_create(org=org, orgtask=orgtask, rollback=rollback)
+            _task_deployment_create(org=org, orgtask=orgtask, undo=undo)
         audit_record(
             org=org,
             orguser=orguser,
@@ -334,7 +333,7 @@ def orgtask_create(
     return orgtask
 
 
-def orgtask_delete(*, org: Org, orgtask_uuid: str, orguser: OrgUser | None = None) -> None:
+def orgtask_delete(*, org: Org, orgtask_uuid: str, orguser: OrgUser | None) -> None:
     """Deletes a git or dbt task and its own deployment. Refused while a pipeline uses it or it runs."""
     with transaction.atomic():
         orgtask = orgtask_get(org=org, orgtask_uuid=orgtask_uuid)

@@ -27,9 +27,6 @@ class UndoStack:
     def push(self, description: str, undo: Callable[[], object]) -> None:
         self._steps.append((description, undo))
 
-    # the older spelling, kept for the services that call it
-    add = push
-
     def __enter__(self) -> UndoStack:
         return self
 

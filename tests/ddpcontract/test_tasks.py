@@ -80,6 +80,17 @@ def test_a_pipeline_config_round_trips_as_deployment_parameters_with_tasks_in_se
     assert pipeline_config_parse(built["config"]).parameters() == built
 
 
+def test_a_task_sent_without_its_defaulted_fields_is_written_with_them_for_the_flow():
+    # an ad-hoc run's task may come without seq (or retries): the flow needs seq, so the proxy writes defaults
+    sent = DbtTaskConfig.model_validate(without(DBT_RUN, "seq"))
+    written = PipelineConfig(org_slug="acme", tasks=[sent]).parameters(with_defaults=True)
+    assert written["config"]["tasks"][0]["seq"] == 0 and written["config"]["tasks"][0]["retries"] == 0
+    assert "max_parallel_syncs" not in written["config"]  # unset values stay out
+    assert pipeline_config_parse(written["config"]).tasks[0].commands == DBT_RUN["commands"]
+    with pytest.raises(TaskConfigError, match="needs an integer seq"):
+        pipeline_config_parse(PipelineConfig(org_slug="acme", tasks=[sent]).parameters()["config"])
+
+
 def test_optional_fields_keep_their_documented_defaults():
     shell = task_config_parse({"seq": 3, "type": "Shell Operation", "slug": "echo", "commands": ["echo hi"]})
     assert (shell.working_dir, shell.env, shell.retries, shell.retry_delay_seconds, shell.timeout_seconds) == (

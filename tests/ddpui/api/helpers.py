@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 from django.test import Client
 
-from ddpui.models import Org
+from ddpui.models import AuditEvent, Org
 from devtools.airbyte_emulator import SAMPLE_SOURCE_DEFINITION_ID
 from tests.support.orgsetup import warehouse_request
 from tests.support.prefect_rest import prefect_request
@@ -117,3 +117,15 @@ def add_transform_tasks(api: Api, org: OrgHandle) -> dict[str, str]:
     response = api.post("/api/prefect/tasks/transform/", headers=org.headers)
     assert response.status_code == 200, response.content
     return {task["slug"]: task["uuid"] for task in response.json()}
+
+
+def audited(org: OrgHandle, action: str, object_id: str | None = None) -> dict:
+    """The one audit row of `action` (on `object_id`, if given) in the org, written by the org's user: its
+    details. The action is written out as the audit trail stores it."""
+    rows = AuditEvent.objects.filter(org__slug=org.slug, action=action)
+    if object_id is not None:
+        rows = rows.filter(object_id=str(object_id))
+    assert [(row.actor, row.orguser.user_id if row.orguser else None) for row in rows] == [
+        (org.user.email, org.user.id)
+    ], f"expected one {action} row by {org.user.email}, found {list(rows.values('actor', 'object_id'))}"
+    return rows.get().details

@@ -8,7 +8,7 @@ from ddpui.models import DataflowOrgTask, OrgDataFlowv1, OrgTask
 from ddpui.prefect_client import get_proxy
 from ddpui.services import locks
 from ddpui.services.task_config import deployment_parameters
-from tests.ddpui.api.helpers import add_connection, add_source, add_warehouse
+from tests.ddpui.api.helpers import add_connection, add_source, add_warehouse, audited
 from tests.factories import make_dataflow
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect]
@@ -37,6 +37,8 @@ def test_source_create_list_get_delete(api, org_with_warehouse, emulator):
     assert got["connectionConfiguration"] == {"count": 3}
     assert api.delete(f"/api/airbyte/sources/{source_id}", headers=org.headers).status_code == 200
     assert source_id not in emulator.state()["sources"]
+    assert audited(org, "source.created", source_id)["name"] == "sample"
+    assert audited(org, "source.deleted", source_id) == {"name": "sample"}
     gone = api.get(f"/api/airbyte/sources/{source_id}", headers=org.headers)
     assert gone.status_code == 404 and gone.json() == {"detail": f"source {source_id} not found"}
 
@@ -160,6 +162,8 @@ def test_connection_update_renames_and_changes_streams(api, org_with_warehouse, 
     assert [s["name"] for s in response.json()["streams"] if s["selected"]] == ["customers"]
     assert emulator.state()["connections"][connection_id]["name"] == "customers nightly"
     assert OrgDataFlowv1.objects.get(deployment_id=connection["deploymentId"]).name == "customers nightly"
+    assert audited(org, "connection.created", connection_id)["name"] == "sample sync"
+    assert audited(org, "connection.updated", connection_id) == {"name": "customers nightly", "streams": ["customers"]}
 
 
 def test_locked_connection_refuses_update_reset_and_delete(api, org_with_warehouse, emulator):
@@ -192,6 +196,7 @@ def test_connection_reset_starts_an_airbyte_reset(api, org_with_warehouse, emula
     assert response.status_code == 200, response.content
     job = emulator.state()["jobs"][str(response.json()["jobId"])]
     assert (job["configType"], job["configId"]) == ("reset_connection", connection_id)
+    assert audited(org, "connection.reset", connection_id) == {"jobId": response.json()["jobId"]}
     busy = api.post(f"/api/airbyte/v1/connections/{connection_id}/reset", headers=org.headers)
     assert busy.status_code == 409 and "already running" in busy.json()["detail"]
 
@@ -221,13 +226,21 @@ def test_connection_delete_takes_it_out_of_every_pipeline(api, org_with_warehous
     kept_task = OrgTask.objects.get(uuid=kept["orgtaskUuid"])
     doomed_task = OrgTask.objects.get(uuid=doomed["orgtaskUuid"])
     pipelines = {}
-    for name, tasks in [("first", [kept_task, doomed_task]), ("second", [doomed_task, kept_task])]:
+    parallel = {"first": 1, "second": 4, "only": 2}
+    for name, tasks in [
+        ("first", [kept_task, doomed_task]),
+        ("second", [doomed_task, kept_task]),
+        ("only", [doomed_task]),
+    ]:
         deployment = get_proxy().deployments.create(
             name=f"pipeline-{org.slug}-{name}",
             org_slug=org.slug,
-            parameters=deployment_parameters(org=org.org, orgtasks=tasks),
+            parameters=deployment_parameters(org=org.org, orgtasks=tasks, max_parallel_syncs=parallel[name]),
         )
-        pipelines[name] = make_dataflow(org.org, name=name, orgtasks=tasks, deployment_id=deployment.id)
+        pipelines[name] = make_dataflow(
+            org.org, name=name, orgtasks=tasks, deployment_id=deployment.id, max_parallel_syncs=parallel[name]
+        )
+    only = pipelines.pop("only")
 
     response = api.delete(f"/api/airbyte/v1/connections/{doomed['connectionId']}", headers=org.headers)
     assert response.status_code == 200, response.content
@@ -236,11 +249,21 @@ def test_connection_delete_takes_it_out_of_every_pipeline(api, org_with_warehous
     assert prefect.deployment(doomed["deploymentId"]) is None
     assert not OrgTask.objects.filter(id=doomed_task.id).exists()
     assert not OrgDataFlowv1.objects.filter(deployment_id=doomed["deploymentId"]).exists()
-    for pipeline in pipelines.values():
+    for name, pipeline in pipelines.items():
         assert list(DataflowOrgTask.objects.filter(dataflow=pipeline).values_list("orgtask_id", "seq")) == [
             (kept_task.id, 0)
         ]
-        tasks = prefect.deployment(pipeline.deployment_id)["parameters"]["config"]["tasks"]
-        assert [(t["seq"], t["connection_id"]) for t in tasks] == [(0, kept["connectionId"])]
+        config = prefect.deployment(pipeline.deployment_id)["parameters"]["config"]
+        assert [(t["seq"], t["connection_id"]) for t in config["tasks"]] == [(0, kept["connectionId"])]
+        assert config["max_parallel_syncs"] == parallel[name]  # the pipeline keeps its setting
+    # a pipeline whose only task it was keeps an empty task list (and its setting)
+    assert not DataflowOrgTask.objects.filter(dataflow=only).exists()
+    assert prefect.deployment(only.deployment_id)["parameters"]["config"] == {
+        "org_slug": org.slug,
+        "tasks": [],
+        "max_parallel_syncs": 2,
+    }
+    deleted_from = audited(org, "connection.deleted", doomed["connectionId"])["pipelines"]
+    assert sorted(deleted_from) == ["first", "only", "second"]
     listed = api.get("/api/airbyte/v1/connections", headers=org.headers).json()
     assert [c["connectionId"] for c in listed] == [kept["connectionId"]]
