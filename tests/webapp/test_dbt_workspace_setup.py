@@ -220,6 +220,8 @@ def test_w36_change_repository_replaces_the_clone_and_the_pull_url(webapp, tmp_p
     assert webapp.get("dbt/dbt_workspace").json()["gitrepo_url"] == second
     assert prefect_secret(f"{webapp.org_slug}-git-pull-url") == second
     assert (Path(workspace["project_dir"]) / "dbt_project.yml").exists()
+    changes = AuditEvent.objects.filter(org__slug=webapp.org_slug, action="dbt_workspace.repository_changed")
+    assert [row.details for row in changes] == [{"from": first, "to": second}]  # the failed change wrote none
 
 
 def test_w36_without_a_workspace_the_change_is_404(webapp):

@@ -12,7 +12,14 @@ from django.conf import settings
 from ddpui.models import OrgDbt, OrgPrefectBlockv1, OrgTask, TaskLock
 from ddpui.prefect_client import get_proxy
 from ddpui.services import locks
-from tests.ddpui.api.helpers import add_connection, add_dbt_workspace, add_source, add_transform_tasks, add_warehouse
+from tests.ddpui.api.helpers import (
+    add_connection,
+    add_dbt_workspace,
+    add_source,
+    add_transform_tasks,
+    add_warehouse,
+    audited,
+)
 from tests.factories import make_dataflow
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect]
@@ -176,6 +183,7 @@ def test_schema_update_moves_the_workspace_and_the_linked_profile(api, org_with_
     bad = api.put("/api/dbt/v1/schema/", {"targetConfigs": {"schema": "a;b"}}, headers=org.headers)
     assert bad.status_code == 400
     assert api.put("/api/dbt/v1/schema/", {"targetConfigs": {}}, headers=org.headers).status_code == 422
+    assert audited(org, "dbt_workspace.schema_changed") == {"from": "analytics", "to": "reporting"}
 
 
 def test_dbt_workspace_delete_removes_clone_secret_profile_tasks_and_row(api, org_with_tasks, prefect):
@@ -192,6 +200,8 @@ def test_dbt_workspace_delete_removes_clone_secret_profile_tasks_and_row(api, or
         f"{org.slug}-warehouse-credentials",
     }
     assert api.delete("/api/dbt/workspace/", headers=org.headers).status_code == 404
+    audited(org, "dbt_workspace.created")
+    audited(org, "dbt_workspace.deleted")
     # with nothing left on it, the warehouse can go too
     assert api.delete("/api/v1/organizations/warehouses/", headers=org.headers).status_code == 200
 
@@ -292,6 +302,7 @@ def test_transform_tasks_delete_refused_while_used_or_locked(api, org_with_tasks
     assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block is None
     assert not OrgPrefectBlockv1.objects.filter(org__slug=org.slug, block_type="dbt CLI Profile").exists()
     assert f"{org.slug}-dbt-profile" not in prefect.block_names(org.slug)
+    audited(org, "tasks.transform_deleted")  # the refused deletes wrote none
     # made again, profile included
     assert api.post("/api/prefect/tasks/transform/", headers=org.headers).status_code == 200
     assert json.loads(prefect.secret_value(f"{org.slug}-dbt-profile"))["type"] == "duckdb"
@@ -312,6 +323,8 @@ def test_custom_dbt_task(api, org_with_tasks):
     assert (body["command"], body["generated_by"]) == ("dbt run --full-refresh --select orders+", "client")
     listed = api.get("/api/prefect/tasks/transform/", headers=org.headers).json()
     assert body["uuid"] in [t["uuid"] for t in listed]
+    audited(org, "tasks.transform_created")
+    audited(org, "task.created", body["uuid"])
 
 
 @pytest.mark.parametrize(
@@ -348,6 +361,7 @@ def test_task_delete_refused_while_locked_or_in_a_pipeline(api, org_with_tasks):
     deleted = api.delete(f"/api/prefect/tasks/{tasks['dbt-docs-generate']}/", headers=org.headers)
     assert deleted.status_code == 200
     assert api.get(f"/api/prefect/tasks/{tasks['dbt-docs-generate']}/", headers=org.headers).status_code == 404
+    audited(org, "task.deleted", tasks["dbt-docs-generate"])  # the refused deletes wrote none
 
 
 def test_sync_tasks_are_deleted_and_run_through_their_connection(api, org_with_warehouse):
@@ -383,6 +397,7 @@ def test_task_run_locks_the_task_and_returns_the_flow_run(api, org_with_tasks, p
     listed = {t["slug"]: t for t in api.get("/api/prefect/tasks/transform/", headers=org.headers).json()}
     assert listed["dbt-deps"]["lock"]["flowRunId"] == flow_run_id
     assert listed["dbt-run"]["lock"] is None
+    assert audited(org, "task.run_triggered", uuid) == {"flow_run_id": flow_run_id, "slug": "dbt-deps"}
     get_proxy().flow_run(flow_run_id).cancel()  # no worker should spend time on it later
 
 

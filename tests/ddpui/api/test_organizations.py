@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from ddpui.models import Org, OrgPrefectBlockv1, OrgUser, OrgWarehouse
+from ddpui.models import AuditEvent, Org, OrgPrefectBlockv1, OrgUser, OrgWarehouse
 from tests.ddpui.api.helpers import (
     add_connection,
     add_dbt_workspace,
     add_source,
     add_transform_tasks,
     add_warehouse,
+    audited,
     unique,
 )
 from tests.factories import make_org, make_orguser, make_user, token_for
@@ -228,6 +229,11 @@ def test_destination_update_moves_airbyte_the_secret_and_the_profile(
     assert json.loads(prefect.secret_value(f"{org.slug}-warehouse-credentials")) == kept
     profile = json.loads(prefect.secret_value(f"{org.slug}-dbt-profile"))
     assert (profile["credentials"]["host"], profile["credentials"]["password"]) == ("db2.internal", "rotated-password")
+    rows = AuditEvent.objects.filter(org__slug=org.slug, action="warehouse.updated", object_id=destination_id)
+    assert [(row.actor, row.details) for row in rows.order_by("id")] == [
+        (org.user.email, {"name": "renamed"}),
+        (org.user.email, {"name": "renamed"}),
+    ]  # no secret in the trail
 
 
 def test_destination_update_errors(api, live, new_org, pg_like_config):
@@ -257,6 +263,8 @@ def test_warehouse_delete_removes_destination_blocks_and_row(api, live, new_org,
     ]
     again = api.delete("/api/v1/organizations/warehouses/", headers=org.headers)
     assert again.status_code == 404 and "no warehouse" in again.json()["detail"]
+    assert audited(org, "warehouse.created", destination_id)["wtype"] == "duckdb"
+    assert audited(org, "warehouse.deleted", destination_id)["wtype"] == "duckdb"
 
 
 def test_warehouse_in_use_cannot_be_deleted(api, live, new_org, tmp_path, repo_url):

@@ -200,6 +200,15 @@ def test_update_rebuilds_parameters_and_schedule_and_delete_removes_deployment(l
     assert deleted.status_code == 200
     assert prefect_deployment(deployment_id).status_code == 404
     assert not OrgDataFlowv1.objects.filter(deployment_id=deployment_id).exists()
+    trail = AuditEvent.objects.filter(org=org, object_id=deployment_id).order_by("id")
+    assert [(row.action, row.actor) for row in trail] == [
+        ("pipeline.created", orguser.user.email),
+        ("pipeline.updated", orguser.user.email),
+        ("pipeline.schedule_paused", orguser.user.email),
+        ("pipeline.deleted", orguser.user.email),
+    ]
+    assert trail[1].details == {"name": "renamed", "cron": "30 3 * * 1", "tasks": ["airbyte-sync", "dbt-test"]}
+    assert trail[3].details == {"name": "renamed"}
 
 
 def test_other_orgs_pipelines_and_runs_are_404(live_services, pipeline_org):
