@@ -39,6 +39,7 @@ import httpx
 
 from ddpcontract.flows import Entrypoint, FlowName
 from ddpcontract.tasks import GIT_PULL_SECRET_ENV_KEY, TaskType
+from ddpcontract.warehouses import WarehouseType
 from devtools.airbyte_emulator import DUCKDB_DESTINATION_DEFINITION_ID, SAMPLE_SOURCE_DEFINITION_ID
 from devtools.processes import REPO_ROOT
 
@@ -287,7 +288,7 @@ def build_org(
                 "name": DBT_PROFILE_NAME,
                 "target": DBT_TARGET,
                 "target_configs": {
-                    "type": "duckdb",
+                    "type": WarehouseType.DUCKDB.value,
                     "schema": DBT_SCHEMA,
                     "threads": 1,
                     "extras": {"path": str(warehouse_path), **password},
@@ -420,7 +421,7 @@ def build_org(
         org = Org.objects.create(name=name, slug=slug, airbyte_workspace_id=workspace_id)
         OrgWarehouse.objects.create(
             org=org,
-            wtype="duckdb",
+            wtype=WarehouseType.DUCKDB,
             name="warehouse",
             credentials_block_name=warehouse_secret,
             airbyte_destination_id=destination_id,
@@ -430,7 +431,7 @@ def build_org(
             gitrepo_url=install.git_url,
             gitrepo_access_token_secret=git_secret,
             project_dir=str(project_dir),
-            target_type="duckdb",
+            target_type=WarehouseType.DUCKDB,
             default_schema=DBT_SCHEMA,
         )
         blocks = {row["block_name"]: OrgPrefectBlock.objects.create(org=org, **row) for row in rows}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ddpcontract.warehouses import WarehouseType
 from devtools.airbyte_emulator import SAMPLE_SOURCE_DEFINITION_ID
 
 
@@ -48,7 +49,11 @@ class LayoutApi:
         """An organization with a PostgreSQL warehouse (settings as prod_layout.warehouse_settings gives them)."""
         org = self.call("POST", "/api/v1/organizations/", {"name": name}).json()
         handle = OrgHandle(name=org["name"], slug=org["slug"], headers={**self.auth, "x-dalgo-org": org["slug"]})
-        body = {"wtype": "postgres", "name": "warehouse", "airbyteConfig": {**warehouse, "schema": warehouse_schema}}
+        body = {
+            "wtype": WarehouseType.POSTGRES,
+            "name": "warehouse",
+            "airbyteConfig": {**warehouse, "schema": warehouse_schema},
+        }
         self.call("POST", "/api/v1/organizations/warehouse/", body, org=handle)
         return handle
 

@@ -14,14 +14,10 @@ from ddpcontract.warehouses import SECRET_FIELDS
 
 REDACTED = "***"
 
-# the secret fields of every warehouse type, and the usual names of secrets in other credentials
+# the secret fields of every warehouse type (the registry's), and the usual names of secrets in other credentials
 _SENSITIVE_CREDENTIAL_KEYS = SECRET_FIELDS | {
-    "password",
     "pass",
-    "private_key",
     "private_key_id",
-    "private_key_passphrase",
-    "keyfile_json",
     "token",
     "refresh_token",
     "client_secret",
