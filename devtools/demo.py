@@ -30,6 +30,7 @@ import httpx
 
 from ddpcontract.states import DBT_TEST_FAILED_STATE_NAME, TERMINAL_STATES, StateType
 from ddpcontract.tasks import TaskSlug, TaskType
+from ddpcontract.warehouses import WarehouseType
 from devtools.airbyte_emulator import SAMPLE_SOURCE_DEFINITION_ID
 from devtools.processes import REPO_ROOT, ManagedProcess, PrefectServer, PrefectWorker, wait_http_ok
 
@@ -47,9 +48,9 @@ TRANSFORM_SLUGS = [TaskSlug.GIT_PULL, TaskSlug.DBT_DEPS, TaskSlug.DBT_RUN, TaskS
 WORK_POOL = "ddpui"  # Django's PREFECT_WORK_POOL default
 AIRBYTE_USERNAME = "airbyte"
 AIRBYTE_PASSWORD = "password"
-WEBHOOK_BLOCK = "ddpui-demo-webhook"
+WEBHOOK_NAME = "ddpui-demo-flow-run-notifications"  # the automation's and its Webhook block's
+OLD_WEBHOOK_AUTOMATION = "ddpui-demo: flow-run states to the ddpui webhook"  # what older demos made
 RECONCILE_SECONDS = 60  # a lost run end is repaired within two minutes (docs/reliability.md)
-WEBHOOK_AUTOMATION = "ddpui-demo: flow-run states to the ddpui webhook"
 STREAM_HEADER = re.compile(r"^PID \d+ stream output:$")
 PORT_OPTIONS = [
     ("django", "DDPUI_PORT", 8000),
@@ -403,41 +404,18 @@ def start_stack(stack: Stack, layout: Layout, ports: Ports, keys: dict[str, str]
     say("every service is up")
 
 
-def wire_webhook(ports: Ports, keys: dict[str, str]) -> None:
-    """Prefect tells Django about every flow-run state change: a Webhook block (the secret header is a
-    SecretDict, masked in the UI) and an automation calling it. Replaced on every start (ports may change)."""
-    from prefect.blocks.webhook import Webhook
+def wire_webhook(ports: Ports, env: dict[str, str]) -> None:
+    """Prefect tells Django about every flow-run state change, set up by the command production runs
+    (`manage.py setup_prefect_webhook`, through the proxy): a Webhook block (the secret header is a SecretDict,
+    masked in the UI) and an automation calling it. Updated on every start (ports may change)."""
+    url = f"http://127.0.0.1:{ports.django}/webhooks/v1/notification/"
+    manage(env, "setup_prefect_webhook", "--url", url, "--name", WEBHOOK_NAME)
+    # a demo made by an older ddpui wired its own automation: it would post every change twice
     from prefect.client.orchestration import get_client
-    from prefect.events.actions import CallWebhook
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-    webhook = Webhook(
-        method="POST",
-        url=f"http://127.0.0.1:{ports.django}/webhooks/v1/notification/",
-        headers={"X-Ddpui-Webhook-Secret": keys["webhook_secret"], "Content-Type": "application/json"},
-    )
-    block_id = webhook.save(WEBHOOK_BLOCK, overwrite=True)
-    automation = AutomationCore(
-        name=WEBHOOK_AUTOMATION,
-        description="ddpui demo: POST /webhooks/v1/notification/ on each flow-run state change",
-        trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            expect={"prefect.flow-run.*"},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Reactive,
-            threshold=1,
-        ),
-        actions=[
-            CallWebhook(
-                block_document_id=block_id,
-                payload='{"flow_run_id": "{{ flow_run.id }}", "state": "{{ flow_run.state.name }}"}',
-            )
-        ],
-    )
     with get_client(sync_client=True) as client:
-        for existing in client.read_automations_by_name(WEBHOOK_AUTOMATION):
+        for existing in client.read_automations_by_name(OLD_WEBHOOK_AUTOMATION):
             client.delete_automation(existing.id)
-        client.create_automation(automation)
 
 
 # ------------------------------------------------------------------------------------------ the API
@@ -782,12 +760,16 @@ def run_demo(args: argparse.Namespace, stack: Stack) -> int:
     warehouse_dsn = os.environ.get("DDPUI_DEMO_WAREHOUSE_DSN", "").strip()
     if warehouse_dsn:
         pg = postgres_warehouse(warehouse_dsn)
-        warehouse = {"wtype": "postgres", "name": "demo warehouse", "airbyteConfig": {**pg, "schema": SOURCE_SCHEMA}}
+        warehouse = {
+            "wtype": WarehouseType.POSTGRES,
+            "name": "demo warehouse",
+            "airbyteConfig": {**pg, "schema": SOURCE_SCHEMA},
+        }
         warehouse_text = f"PostgreSQL {pg['host']}:{pg['port']}/{pg['database']}"
     else:
         layout.warehouse.parent.mkdir(parents=True, exist_ok=True)
         warehouse = {
-            "wtype": "duckdb",
+            "wtype": WarehouseType.DUCKDB,
             "name": "demo warehouse",
             "airbyteConfig": {"destination_path": str(layout.warehouse), "schema": SOURCE_SCHEMA},
         }
@@ -796,7 +778,7 @@ def run_demo(args: argparse.Namespace, stack: Stack) -> int:
     git_url = sample_git_repo(layout)
 
     start_stack(stack, layout, ports, keys, account)
-    wire_webhook(ports, keys)
+    wire_webhook(ports, django_env(layout, ports, keys))
     say("Prefect flow-run notifications go to POST /webhooks/v1/notification/")
 
     api = Api(f"http://127.0.0.1:{ports.django}")
