@@ -1,31 +1,14 @@
-"""A planned change, and the undo log of what applying changes did in Prefect."""
+"""A planned change: what it does, and how it is applied (registering its undo on the operation's UndoStack)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-class UndoLog:
-    """What to do in Prefect to put things back, newest first. Failures are collected, never raised."""
-
-    def __init__(self):
-        self._steps: list[tuple[str, Callable[[], object]]] = []
-
-    def add(self, description: str, undo: Callable[[], object]) -> None:
-        self._steps.append((description, undo))
-
-    def run(self) -> list[str]:
-        failures = []
-        for description, undo in reversed(self._steps):
-            try:
-                undo()
-            except Exception as error:  # noqa: BLE001 - keep undoing the others
-                failures.append(f"could not undo '{description}' ({type(error).__name__}): fix it by hand")
-        return failures
+from ddpui.services.undo import UndoStack
 
 
 @dataclass
 class Change:
     description: str
-    apply: Callable[[UndoLog], object]
+    apply: Callable[[UndoStack], object]

@@ -9,7 +9,7 @@ import contextlib
 
 from ddpcontract import proxy_api as api
 from ddpcontract.flows import Entrypoint
-from ddpui.block_migration.changes import Change, UndoLog
+from ddpui.block_migration.changes import Change
 from ddpui.block_migration.comparison import GIT_PULL_COMMAND, Step
 from ddpui.block_migration.errors import MigrationBlocked, MigrationProblem
 from ddpui.block_migration.legacy import (
@@ -34,6 +34,7 @@ from ddpui.services.orgs import block_name_for
 from ddpui.services.pipelines import dataflow_orgtasks
 from ddpui.services.task_config import deployment_parameters
 from ddpui.services.transform_tasks import SYSTEM_TRANSFORM_SLUGS
+from ddpui.services.undo import UndoStack
 
 PHASE_1 = "1"
 PHASE_2 = "2"
@@ -146,12 +147,12 @@ class Planner:
 
     # -------------------------------------------------------------------- Prefect writes, each with its undo
 
-    def _set_parameters(self, legacy: LegacyDeployment, undo: UndoLog) -> None:
+    def _set_parameters(self, legacy: LegacyDeployment, undo: UndoStack) -> None:
         dataflow = OrgDataFlowv1.objects.get(deployment_id=legacy.deployment_id)
         handle = self.proxy.deployment(legacy.deployment_id)
         before = handle.get().parameters
         handle.update(parameters=self._expected_parameters(legacy, dataflow))
-        undo.add(f"parameters of deployment {legacy.deployment_id}", lambda: handle.update(parameters=before))
+        undo.push(f"parameters of deployment {legacy.deployment_id}", lambda: handle.update(parameters=before))
 
     def _delete_block(self, block_id: str) -> None:
         with contextlib.suppress(ProxyNotFound):
@@ -172,10 +173,10 @@ class Planner:
             )
         return changes
 
-    def _set_entrypoint(self, legacy: LegacyDeployment, entrypoint: str, before: str, undo: UndoLog) -> None:
+    def _set_entrypoint(self, legacy: LegacyDeployment, entrypoint: str, before: str, undo: UndoStack) -> None:
         handle = self.proxy.deployment(legacy.deployment_id)
         handle.set_entrypoint(entrypoint)
-        undo.add(f"entrypoint of deployment {legacy.deployment_id}", lambda: handle.set_entrypoint(before))
+        undo.push(f"entrypoint of deployment {legacy.deployment_id}", lambda: handle.set_entrypoint(before))
 
 
 class Phase1(Planner):
@@ -326,11 +327,11 @@ class Phase2(Planner):
             )
         return changes
 
-    def _create_profile(self, dbtcore_block_name: str, name: str, undo: UndoLog) -> None:
+    def _create_profile(self, dbtcore_block_name: str, name: str, undo: UndoStack) -> None:
         created = BlockMigration(self.proxy).dbt_cli_profile_from_dbtcore(
             dbtcore_block_name=dbtcore_block_name, cli_profile_block_name=name
         )
-        undo.add(f"dbt CLI profile Secret {name}", lambda: self._delete_block(created.block_id))
+        undo.push(f"dbt CLI profile Secret {name}", lambda: self._delete_block(created.block_id))
         OrgPrefectBlockv1.objects.create(
             org=self.org,
             block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE,
@@ -371,7 +372,7 @@ class Phase2(Planner):
         if not missing:
             return []
 
-        def create(undo: UndoLog) -> None:
+        def create(undo: UndoStack) -> None:
             tasks = {task.slug: task for task in Task.objects.filter(slug__in=missing)}
             OrgTask.objects.bulk_create([OrgTask(org=self.org, task=tasks[slug]) for slug in missing])
 
@@ -456,11 +457,11 @@ class Phase3(Planner):
             ((block_id, *rest) for block_id, rest in found.items()), key=lambda item: (order[item[2]], item[1])
         )
 
-    def _drop_legacy_parameters(self, legacy: LegacyDeployment, undo: UndoLog) -> None:
+    def _drop_legacy_parameters(self, legacy: LegacyDeployment, undo: UndoStack) -> None:
         handle = self.proxy.deployment(legacy.deployment_id)
         before = handle.get().parameters
         handle.update(parameters={key: value for key, value in before.items() if key not in LEGACY_PARAMETERS})
-        undo.add(f"parameters of deployment {legacy.deployment_id}", lambda: handle.update(parameters=before))
+        undo.push(f"parameters of deployment {legacy.deployment_id}", lambda: handle.update(parameters=before))
 
     def _delete_legacy_rows(self) -> None:
         BlockLock.objects.filter(opb__org=self.org).delete()

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Q
 
-from ddpui.block_migration.changes import UndoLog
 from ddpui.block_migration.errors import MigrationBlocked
 from ddpui.block_migration.legacy import LegacyOrg
 from ddpui.block_migration.planner import PHASE_ROLLBACK, planner_for
 from ddpui.errors import DomainError, InvalidInput
 from ddpui.models.org import Org
 from ddpui.services.audit import AuditAction, audit_record
+from ddpui.services.undo import UndoStack
 
 
 @dataclass
@@ -64,7 +64,7 @@ def migration_run_org(*, org: Org, phase: str, dry_run: bool, report: Callable[[
         for change in changes:
             report(f"  would {change.description}")
         return OrgOutcome(org, "planned", [change.description for change in changes])
-    undo = UndoLog()
+    undo = UndoStack(f"migrating {org.slug} ({phase})")
     done: list[str] = []
     try:
         with transaction.atomic():
@@ -81,7 +81,7 @@ def migration_run_org(*, org: Org, phase: str, dry_run: bool, report: Callable[[
                 details={"changes": len(done)},
             )
     except Exception as error:  # noqa: BLE001 - whatever failed, this org is put back and the next one goes on
-        failures = undo.run()
+        failures = undo.unwind()
         message = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
         restored = "rolled back: Django and Prefect are as before" if not failures else "; ".join(failures)
         return OrgOutcome(org, "failed", [], f"{message} ({restored})")

@@ -9,6 +9,9 @@ later step of the same operation fails.
 
 Each external step registers its undo as soon as it has succeeded; on an exception the undos run newest
 first, a failing undo is logged (never with secrets) and the original error is what the caller sees.
+
+A caller that must report what could not be undone (the block migration, which goes on with the next org)
+unwinds the stack itself: `failures = undo.unwind()`.
 """
 
 from __future__ import annotations
@@ -31,9 +34,16 @@ class UndoStack:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
-        if exc_type is None:
-            return False
-        for description, undo in reversed(self._steps):
+        if exc_type is not None:
+            self.unwind()
+        return False
+
+    def unwind(self) -> list[str]:
+        """Runs the undos newest first, each once, and empties the stack; returns what could not be undone
+        (each also logged), never raising."""
+        failures = []
+        while self._steps:
+            description, undo = self._steps.pop()
             try:
                 undo()
             except Exception as error:  # noqa: BLE001 - keep undoing the other steps
@@ -43,4 +53,5 @@ class UndoStack:
                     description,
                     error.__class__.__name__,
                 )
-        return False
+                failures.append(f"could not undo '{description}' ({error.__class__.__name__}): fix it by hand")
+        return failures
