@@ -381,6 +381,9 @@ class FlowRunNotifications(BaseModel):
     automation_id: Uuid
     enabled: bool
     events: list[str]
+    match: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="The trigger's resource labels: state changes only, never heartbeats"
+    )
     block_id: Uuid | None
     block_name: str | None
     url: str | None
@@ -397,6 +400,24 @@ class FlowRunNotificationsDeleted(BaseModel):
     name: str
     automations_deleted: int
     block_deleted: bool
+
+
+# ---------------------------------------------------------------- outgoing webhooks
+
+
+class OutgoingWebhookSend(Request):
+    """POST a JSON message to the URL held by a Secret block (an org's alert webhook): the URL never leaves
+    Prefect and the proxy, so Django never holds it."""
+
+    blockName: BlockName
+    payload: dict[str, Any]
+    timeoutSeconds: float = Field(default=5, ge=0.5, le=30, description="For the whole request to the URL")
+
+
+class OutgoingWebhookSent(BaseModel):
+    delivered: bool = Field(description="The URL answered 2xx")
+    statusCode: int | None = Field(description="The URL's HTTP status; null when it did not answer")
+    error: str | None = Field(description="Why it was not delivered, without the URL")
 
 
 # ---------------------------------------------------------------- block migration

@@ -315,3 +315,6 @@ class TaskProgressAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "status", "org"]
     search_fields = ["task_id", "org__slug"]
     list_select_related = ["org"]
+
+
+from ddpui import admin_alerts  # noqa: E402, F401  (registers the alert models)

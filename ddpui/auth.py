@@ -44,6 +44,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "runs:read": _ALL,
     "runs:write": _MANAGERS,
     "audit:read": _ACCOUNT,
+    # the org's alert channels and alerts (with recipients and delivery errors): managers only, reads included
+    "alerts:manage": _MANAGERS,
 }
 
 

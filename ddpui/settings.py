@@ -151,9 +151,32 @@ DBT_VENV = Path(os.environ.get("DBT_VENV", Path(sys.prefix))).resolve()
 # Shared secret of the Prefect notification webhook; with none set, every notification is refused.
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "")
 
-# Outgoing e-mail (failure notifications). Console backend by default: nothing leaves the machine.
+# Outgoing e-mail (alerts). Console backend by default: nothing leaves the machine.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ddpui@localhost")
+
+# Alerts (services/alerts; docs/operations.md "Alerts"). Links in alerts point at the web app and the admin.
+DDPUI_WEBAPP_URL = os.environ.get("DDPUI_WEBAPP_URL", "http://localhost:3000").rstrip("/")
+DDPUI_ADMIN_URL = os.environ.get("DDPUI_ADMIN_URL", "http://127.0.0.1:8000/admin").rstrip("/")
+# a run that has not started this long after its expected start is late; a cron slot without any run this
+# long after its time is missed (checked up to ALERTS_MISSED_LOOKBACK_HOURS back)
+ALERTS_LATE_AFTER_MINUTES = float(os.environ.get("ALERTS_LATE_AFTER_MINUTES", "10"))
+ALERTS_MISSED_LOOKBACK_HOURS = float(os.environ.get("ALERTS_MISSED_LOOKBACK_HOURS", "6"))
+# deliveries: the first attempt right after the commit, then retries by the reconciler loop, backing off
+# ALERTS_RETRY_BASE_SECONDS x 2^n, until ALERTS_MAX_ATTEMPTS attempts
+ALERTS_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("ALERTS_WEBHOOK_TIMEOUT_SECONDS", "5"))
+ALERTS_RETRY_BASE_SECONDS = float(os.environ.get("ALERTS_RETRY_BASE_SECONDS", "30"))
+ALERTS_MAX_ATTEMPTS = int(os.environ.get("ALERTS_MAX_ATTEMPTS", "8"))
+# webhook URLs on loopback, private or link-local addresses are refused unless this is true (local stacks, tests)
+ALERTS_WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE_HOSTS", False)
+# SMTP (with EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend); a server that does not answer within
+# EMAIL_TIMEOUT seconds fails the attempt, which is retried like any failed delivery
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "10"))
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,10 @@
 """The Prefect automation that tells Django about flow-run state changes, and its webhook block.
 
 One name covers both: a Custom Webhook notification block (URL, secret header, JSON body) and an automation
-whose trigger is any `prefect.flow-run.*` event and whose action sends a notification through that block.
+whose trigger is any `prefect.flow-run.*` event of a state change and whose action sends a notification
+through that block. Only state changes carry the `prefect.state-type` label (Scheduled, Late, Running,
+Completed, our own DBT_TEST_FAILED ... all do), so matching on it leaves out the events that are not state
+changes: the heartbeat every running run emits every 30-180 s, and the pull-step events.
 The shared secret lives in the block's `secrets` (a SecretDict: masked in Prefect's API and UI); the header
 only names it as a template (`{{webhook_secret}}`), which Prefect fills in when it sends. Writing is an
 upsert by name, so setting the notifications up twice changes nothing.
@@ -32,6 +35,8 @@ from proxy.schemas import (
 WEBHOOK_SLUG = CustomWebhookNotificationBlock.get_block_type_slug()
 SECRET_KEY = "webhook_secret"
 EVENTS = ["prefect.flow-run.*"]
+# any value of the label, which heartbeats and other non-state events of a flow run do not carry
+MATCH = {"prefect.resource.id": "prefect.flow-run.*", "prefect.state-type": "*"}
 # Rendered by Prefect's actions service for each event; `flow_run` is the run the event is about.
 SUBJECT_TEMPLATE = "Flow run {{ flow_run.name }} with id {{ flow_run.id }} entered state {{ flow_run.state.name }}"
 BODY_TEMPLATE = "{{ flow_run.id }}"
@@ -72,7 +77,7 @@ def _automation(name: str, block_id: UUID) -> AutomationCore:
         description=DESCRIPTION,
         enabled=True,
         trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match=MATCH,
             expect=set(EVENTS),
             posture=Posture.Reactive,
             threshold=1,
@@ -126,6 +131,7 @@ def _describe(automation: dict[str, Any], block: dict[str, Any] | None) -> dict[
         "automation_id": automation["id"],
         "enabled": automation["enabled"],
         "events": sorted(automation["trigger"].get("expect") or []),
+        "match": automation["trigger"].get("match") or {},
         "block_id": block["id"] if block else None,
         "block_name": block["name"] if block else None,
         "url": data.get("url") if data else None,

@@ -174,6 +174,12 @@ async def secret_read(client: PrefectClient, *, name: str) -> schemas.BlockRef:
     return schemas.BlockRef(block_id=document["id"], block_name=document["name"])
 
 
+async def secret_value(client: PrefectClient, *, name: str) -> Any:
+    """A Secret block's value, for the proxy's own use (an outgoing webhook's URL): never returned to a caller."""
+    document = await _read_document(client, slug=SECRET_SLUG, name=name, label="secret", include_secrets=True)
+    return (document.get("data") or {}).get("value")
+
+
 # ---------------------------------------------------------------- dbt CLI profile (a Secret holding JSON)
 
 

@@ -128,6 +128,12 @@ from ddpcontract.proxy_api import (
     ObjectName as ObjectName,
 )
 from ddpcontract.proxy_api import (
+    OutgoingWebhookSend as OutgoingWebhookSend,
+)
+from ddpcontract.proxy_api import (
+    OutgoingWebhookSent as OutgoingWebhookSent,
+)
+from ddpcontract.proxy_api import (
     Request as Request,
 )
 from ddpcontract.proxy_api import (

@@ -197,6 +197,10 @@ class AirbyteClient:
         }
         return self.post("jobs/list", body)["jobs"]
 
+    def job_get(self, *, job_id: int) -> dict:
+        """One job with its attempts: {job{...}, attempts[{attempt{status, failureSummary, ...}, logs}]}."""
+        return self.post("jobs/get", {"id": job_id})
+
     def attempt_get(self, *, job_id: int, attempt_number: int) -> dict:
         """One attempt of a job with its logs: {attempt{...}, logs{logLines[]}}."""
         return self.post("attempt/get_for_job", {"jobId": job_id, "attemptNumber": attempt_number})

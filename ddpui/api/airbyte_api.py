@@ -21,6 +21,7 @@ from ddpui.auth import org_auth
 from ddpui.errors import InvalidInput
 from ddpui.services import airbyte_setup, connectors, locks, warehouse
 from ddpui.services.airbyte_setup import ConnectionDetail, ConnectionSummary, StreamChoice
+from ddpui.services.alerts.freshness import MAX_LIMIT_HOURS, Freshness
 from ddpui.services.connectors import CheckResult
 
 router = Router(tags=["airbyte"])
@@ -147,6 +148,7 @@ class ConnectionIn(Schema):
     streams: list[StreamIn] | None = None
     destinationSchema: str | None = None
     normalize: bool = False
+    freshnessLimitHours: int | None = Field(default=None, ge=1, le=MAX_LIMIT_HOURS)
 
 
 class ConnectionUpdateIn(Schema):
@@ -155,6 +157,9 @@ class ConnectionUpdateIn(Schema):
     streams: list[StreamIn] | None = None
     destinationSchema: str | None = None
     normalize: bool = False
+    # absent: unchanged; null: no limit; a number of hours: stale (and an alert) after that long without a
+    # successful sync
+    freshnessLimitHours: int | None = Field(default=None, ge=1, le=MAX_LIMIT_HOURS)
 
 
 class StreamOut(Schema):
@@ -197,6 +202,9 @@ class ConnectionOut(Schema):
     normalize: bool
     streams: list[StreamOut]
     lock: TaskLockOut | None = None
+    lastSuccessfulSyncAt: dt.datetime | None = None
+    freshnessLimitHours: int | None = None
+    isStale: bool = False
 
 
 class LastRunOut(Schema):
@@ -232,6 +240,9 @@ class ConnectionListItem(Schema):
     lastRun: LastRunOut | None
     isRunning: bool
     lock: TaskLockOut | None
+    lastSuccessfulSyncAt: dt.datetime | None
+    freshnessLimitHours: int | None
+    isStale: bool
 
 
 class ResetOut(Schema):
@@ -325,6 +336,7 @@ def _connection_json(detail: ConnectionDetail, *, with_lock: bool = True) -> dic
         "normalize": False,
         "streams": _streams_json(connection.get("syncCatalog")),
         "lock": _lock_json(detail.lock) if with_lock else None,
+        **_freshness_json(detail.freshness),
     }
 
 
@@ -351,7 +363,23 @@ def _list_item_json(summary: ConnectionSummary) -> dict:
         "lastRun": last_run,
         "isRunning": summary.is_syncing,
         "lock": _lock_json(summary.lock, summary.lock_run),
+        **_freshness_json(summary.freshness),
     }
+
+
+def _freshness_json(freshness: Freshness) -> dict:
+    return {
+        "lastSuccessfulSyncAt": freshness.last_successful_sync_at,
+        "freshnessLimitHours": freshness.limit_hours,
+        "isStale": freshness.is_stale,
+    }
+
+
+def _limit_change(payload: ConnectionUpdateIn):
+    """The freshness limit sent (null: no limit), or UNCHANGED when the body leaves it out."""
+    if "freshnessLimitHours" in payload.model_fields_set:
+        return payload.freshnessLimitHours
+    return airbyte_setup.UNCHANGED
 
 
 def _stream_choices(streams: list[StreamIn] | None) -> list[StreamChoice] | None:
@@ -572,6 +600,7 @@ def create_connection(request, payload: ConnectionIn):
         source_id=payload.sourceId,
         streams=_stream_choices(payload.streams),
         destination_schema=payload.destinationSchema,
+        freshness_limit_hours=payload.freshnessLimitHours,
     )
     return _connection_json(detail, with_lock=False)
 
@@ -606,6 +635,7 @@ def update_connection(request, connection_id: str, payload: ConnectionUpdateIn):
         name=payload.name,
         streams=_stream_choices(payload.streams),
         destination_schema=payload.destinationSchema,
+        freshness_limit_hours=_limit_change(payload),
     )
     return _connection_json(detail)
 

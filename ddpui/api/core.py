@@ -113,6 +113,7 @@ ROUTER_MODULES = [
     "ddpui.api.pipelines_api",  # pipelines, runs, logs
     "ddpui.api.run_control_api",  # resume a failed run
     "ddpui.api.audit_api",  # audit trail
+    "ddpui.api.alerts_api",  # alert preferences, channels, alerts
 ]
 
 

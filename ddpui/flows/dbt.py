@@ -33,14 +33,33 @@ def _run_results_path(operation: DbtCoreOperation) -> Path:
     return Path(project_dir).expanduser() / "target" / "run_results.json"
 
 
+_TESTED_KINDS = ("model", "seed", "snapshot", "source")
+
+
+def _tested_nodes(manifest: Path, test_ids: list[str]) -> dict[str, list[str]]:
+    """test unique_id -> the models (seeds, snapshots, sources) it tests, from dbt's manifest of the same
+    command; {} when the manifest cannot be read."""
+    try:
+        nodes = json.loads(manifest.read_text()).get("nodes") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    tested = {}
+    for test_id in test_ids:
+        depends_on = ((nodes.get(test_id) or {}).get("depends_on") or {}).get("nodes") or []
+        tested[test_id] = [node for node in depends_on if str(node).split(".", 1)[0] in _TESTED_KINDS]
+    return tested
+
+
 def _read_nodes(run_results: Path) -> list[dict]:
+    """The command's nodes from run_results.json; a failing test also names the models it tests (`models`),
+    so an alert can say whose data did not pass."""
     if not run_results.exists():
         return []
     try:
         payload = json.loads(run_results.read_text())
     except (OSError, json.JSONDecodeError):
         return []
-    return [
+    nodes = [
         {
             "unique_id": node.get("unique_id"),
             "status": node.get("status"),
@@ -49,6 +68,17 @@ def _read_nodes(run_results: Path) -> list[dict]:
         }
         for node in payload.get("results", [])
     ]
+    failed_tests = [
+        node["unique_id"]
+        for node in nodes
+        if node["status"] in ("fail", "error") and str(node["unique_id"]).startswith("test.")
+    ]
+    if failed_tests:
+        tested = _tested_nodes(run_results.with_name("manifest.json"), failed_tests)
+        for node in nodes:
+            if node["unique_id"] in tested:
+                node["models"] = tested[node["unique_id"]]
+    return nodes
 
 
 def _nodes_summary(nodes: list[dict]) -> str:

@@ -1,5 +1,14 @@
 """All ddpui models, one module per aggregate."""
 
+from ddpui.models.alerts import (
+    Alert,
+    AlertChannel,
+    AlertDelivery,
+    AlertEvent,
+    AlertSubscription,
+    ConnectionFreshness,
+    OrgAlertSettings,
+)
 from ddpui.models.audit import AuditEvent
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
@@ -10,6 +19,13 @@ from ddpui.models.progress import TaskProgress
 from ddpui.models.tasks import OrgTask, Task
 
 __all__ = [
+    "Alert",
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertEvent",
+    "AlertSubscription",
+    "ConnectionFreshness",
+    "OrgAlertSettings",
     "AuditEvent",
     "BlockLock",
     "DataflowBlock",

@@ -137,6 +137,9 @@ class PrefectProxy:
     def flow_run_notifications(self, name: str) -> FlowRunNotifications:
         return FlowRunNotifications(self, name)
 
+    def outgoing_webhook(self, block_name: str) -> OutgoingWebhook:
+        return OutgoingWebhook(self, block_name)
+
 
 class Deployment:
     def __init__(self, proxy: PrefectProxy, deployment_id: str):
@@ -342,6 +345,19 @@ class FlowRunNotifications:
 
     def delete(self) -> api.FlowRunNotificationsDeleted:
         return self.proxy.call(api.FlowRunNotificationsDeleted, "DELETE", f"{self.PATH}{self.name}")
+
+
+class OutgoingWebhook:
+    """A URL kept in a Secret block (an org's alert webhook): the proxy posts to it; we never see the URL."""
+
+    def __init__(self, proxy: PrefectProxy, block_name: str):
+        self.proxy = proxy
+        self.block_name = block_name
+
+    def send(self, *, payload: dict, timeout_seconds: float) -> api.OutgoingWebhookSent:
+        """One POST of `payload` to the URL, within `timeout_seconds`: whether it went, and why not."""
+        body = {"blockName": self.block_name, "payload": payload, "timeoutSeconds": timeout_seconds}
+        return self.proxy.call(api.OutgoingWebhookSent, "POST", "/proxy/outgoing-webhooks/send", json=body)
 
 
 _default: PrefectProxy | None = None

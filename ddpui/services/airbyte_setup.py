@@ -17,17 +17,20 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from ddpcontract import proxy_api as api
 from ddpcontract.tasks import TaskSlug
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, InvalidInput, NotFound
+from ddpui.models.alerts import ConnectionFreshness
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.locks import TaskLock
 from ddpui.models.org import Org, OrgPrefectBlockv1, OrgUser, OrgWarehouse
 from ddpui.models.tasks import OrgTask, Task
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import connectors, locks, task_config
+from ddpui.services.alerts.freshness import MAX_LIMIT_HOURS, Freshness, freshness_limit_set, freshness_of
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.connectors import CheckResult, require_workspace
 from ddpui.services.orgs import airbyte_server_block_create, airbyte_workspace_create
@@ -35,6 +38,7 @@ from ddpui.services.undo import UndoStack
 from ddpui.services.warehouse import mask_secrets
 
 SYNC_SLUG = TaskSlug.AIRBYTE_SYNC
+UNCHANGED = object()  # an update that leaves the freshness limit as it is
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SYNC_MODES = ("full_refresh", "incremental")
 DESTINATION_SYNC_MODES = ("overwrite", "append", "append_dedup")
@@ -75,6 +79,7 @@ class ConnectionSummary:
     is_syncing: bool
     lock: TaskLock | None
     lock_run: api.FlowRun | None  # the newest run of the manual deployment, to tell a running lock from a queued one
+    freshness: Freshness  # last successful sync (by any run of ours), freshness limit, stale or not
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class ConnectionDetail:
     deployment_id: str | None
     orgtask_uuid: str
     lock: TaskLock | None
+    freshness: Freshness
 
     @property
     def destination_schema(self) -> str | None:
@@ -412,10 +418,13 @@ def connection_create(
     source_id: str,
     streams: list[StreamChoice] | None = None,
     destination_schema: str | None = None,
+    freshness_limit_hours: int | None = None,
 ) -> ConnectionDetail:
-    """The Airbyte connection, its sync task and its manual dataflow (a deployment syncing only it).
-    Every choice is checked before Airbyte or Prefect is asked for anything."""
+    """The Airbyte connection, its sync task and its manual dataflow (a deployment syncing only it), with
+    an optional freshness limit. Every choice is checked before Airbyte or Prefect is asked for anything."""
     name = _clean_name(name, "connection")
+    if freshness_limit_hours is not None:
+        _check_limit(freshness_limit_hours)
     warehouse = _warehouse_destination(org)
     namespace = _namespace(destination_schema)
     source_get(org=org, source_id=source_id)
@@ -459,6 +468,8 @@ def connection_create(
                 dataflow_type=OrgDataFlowv1.DataflowType.MANUAL,
             )
             DataflowOrgTask.objects.create(dataflow=dataflow, orgtask=orgtask, seq=0)
+            if freshness_limit_hours is not None:
+                freshness_limit_set(sync_task=orgtask, hours=freshness_limit_hours)
             audit_record(
                 org=org,
                 orguser=actor,
@@ -488,7 +499,7 @@ def connections_list(*, org: Org) -> list[ConnectionSummary]:
     """Every connection of the org with its source, destination, latest sync and lock. Whatever their
     number: 2 queries, 1 Airbyte call, and 1 proxy call when any of them is locked."""
     links = list(
-        DataflowOrgTask.objects.select_related("dataflow", "orgtask")
+        DataflowOrgTask.objects.select_related("dataflow", "orgtask", "orgtask__freshness")
         .filter(
             orgtask__org=org,
             orgtask__task__slug=SYNC_SLUG,
@@ -510,7 +521,7 @@ def connections_list(*, org: Org) -> list[ConnectionSummary]:
             run.deployment_id: run
             for run in get_proxy().flow_runs.filter(deployment_ids=deployment_ids, limit_per_deployment=1)
         }
-    summaries = []
+    summaries, now = [], timezone.now()
     for link in links:
         connection_id = link.orgtask.connection_id
         item = in_airbyte.get(connection_id) or {}
@@ -530,6 +541,7 @@ def connections_list(*, org: Org) -> list[ConnectionSummary]:
                 is_syncing=bool(item.get("isSyncing")),
                 lock=held.get(link.orgtask_id),
                 lock_run=lock_runs.get(link.dataflow.deployment_id),
+                freshness=freshness_of(getattr(link.orgtask, "freshness", None), now=now),
             )
         )
     return summaries
@@ -551,7 +563,13 @@ def connection_get(*, org: Org, connection_id: str) -> ConnectionDetail:
         deployment_id=dataflow.deployment_id if dataflow else None,
         orgtask_uuid=str(orgtask.uuid),
         lock=locks.locks_status(orgtask_ids=[orgtask.id]).get(orgtask.id),
+        freshness=freshness_of(ConnectionFreshness.objects.filter(sync_task=orgtask).first()),
     )
+
+
+def _check_limit(hours: int) -> None:
+    if not (1 <= hours <= MAX_LIMIT_HOURS):
+        raise InvalidInput(f"freshnessLimitHours must be between 1 and {MAX_LIMIT_HOURS} hours, or null for no limit")
 
 
 def _refuse_while_locked(orgtask: OrgTask, verb: str) -> None:
@@ -568,10 +586,14 @@ def connection_update(
     name: str | None = None,
     streams: list[StreamChoice] | None = None,
     destination_schema: str | None = None,
+    freshness_limit_hours: int | None | object = UNCHANGED,
 ) -> ConnectionDetail:
     """Renames the connection, changes its streams (from a fresh discovery, each with the caller's sync
-    mode, destination sync mode and cursor) or its destination schema. Refused while it syncs."""
+    mode, destination sync mode and cursor), its destination schema or its freshness limit (None: no
+    limit; UNCHANGED: keep it). Refused while it syncs."""
     orgtask = _sync_task_get(org=org, connection_id=connection_id)
+    if freshness_limit_hours is not UNCHANGED and freshness_limit_hours is not None:
+        _check_limit(freshness_limit_hours)
     _refuse_while_locked(orgtask, "update")
     airbyte = get_airbyte()
     try:
@@ -588,8 +610,11 @@ def connection_update(
         discovered, catalog_id = _discovered(org, current["sourceId"])
         body["syncCatalog"] = _catalog(discovered, streams, _destination_sync_modes(org, _warehouse_destination(org)))
         body["sourceCatalogId"] = catalog_id
-    airbyte.connection_update(body=body)
+    if len(body) > 1 or freshness_limit_hours is UNCHANGED:  # a freshness limit alone is ours only
+        airbyte.connection_update(body=body)
     with transaction.atomic():
+        if freshness_limit_hours is not UNCHANGED:
+            freshness_limit_set(sync_task=orgtask, hours=freshness_limit_hours)
         if name:
             dataflow = _manual_dataflow(orgtask)
             if dataflow is not None and dataflow.name != name[:100]:
@@ -598,6 +623,8 @@ def connection_update(
         details = {key: body[key] for key in ("name", "namespaceFormat") if key in body}
         if "syncCatalog" in body:
             details["streams"] = _selected_names(body["syncCatalog"])
+        if freshness_limit_hours is not UNCHANGED:
+            details["freshnessLimitHours"] = freshness_limit_hours
         audit_record(
             org=org,
             orguser=actor,

@@ -47,6 +47,8 @@ class AuditAction(StrEnum):
     DBT_WORKSPACE_REPOSITORY_CHANGED = "dbt_workspace.repository_changed"
     DBT_WORKSPACE_SCHEMA_CHANGED = "dbt_workspace.schema_changed"
     DBT_WORKSPACE_DELETED = "dbt_workspace.deleted"
+    ALERTS_WEBHOOK_SET = "alerts_webhook.set"
+    ALERTS_WEBHOOK_REMOVED = "alerts_webhook.removed"
 
 
 def audit_record(

@@ -1,4 +1,7 @@
-"""The lock reconciler: nothing stays locked forever. Idempotent; safe beside the webhook."""
+"""The lock reconciler: nothing stays locked forever. Idempotent; safe beside the webhook.
+
+Each pass of the loop also runs the alert checks (services/alerts): missed runs, stale connections and the
+alert deliveries due for another attempt."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from django.utils import timezone
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.locks import TaskLock
 from ddpui.services import locks
+from ddpui.services.alerts import alerts_check
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.run_states import LIVE_STATES, runs_refresh
 
@@ -67,13 +71,14 @@ def reconcile_every(*, seconds: float, stop: threading.Event, grace_seconds: int
     moment) is logged and the next one runs as planned. `report(line)` receives what each pass did."""
     while not stop.is_set():
         close_old_connections()
+        done: list[str] = []
         try:
-            done = locks_reconcile(grace_seconds=grace_seconds)
+            done += locks_reconcile(grace_seconds=grace_seconds)
         except Exception as exc:  # noqa: BLE001 - keep the loop alive; the next pass repairs what this one could not
             logger.warning("lock reconciliation failed (%s: %s); next pass in %g s", type(exc).__name__, exc, seconds)
-        else:
-            for line in done:
-                if report is not None:
-                    report(line)
+        done += alerts_check()  # catches its own failures: alerts never stop the locks' repair, nor the reverse
+        for line in done:
+            if report is not None:
+                report(line)
         stop.wait(seconds)
     close_old_connections()

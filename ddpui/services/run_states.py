@@ -3,9 +3,12 @@ run we did not trigger, released at its end), the audit rows, and the events peo
 
 The trigger, API reads of runs, the webhook and the reconciler all report what Prefect says through
 `run_state_observe` / `run_state_apply`; it is idempotent and ignores reports older than what we already
-know, so duplicate and out-of-order deliveries change nothing wrongly, and an event (a failure e-mail) goes
-out exactly once per run whoever saw the state first. Locks are taken through `locks_acquire_or_heal`,
-which first repairs locks held by runs Prefect says are over (a lost notification) before refusing.
+know, so duplicate and out-of-order deliveries change nothing wrongly, and an alert (failed, tests failed,
+late) is raised exactly once per run whoever saw the state first: claimed on the run's record and written
+with its deliveries in the same transaction, sent after it commits (services/alerts). The syncs a run
+completed move their connections' last successful sync (services/alerts/freshness.py). Locks are taken
+through `locks_acquire_or_heal`, which first repairs locks held by runs Prefect says are over (a lost
+notification) before refusing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from ddpcontract import proxy_api as api
-from ddpcontract.states import FAILURE_STATES, StateType, state_rank
+from ddpcontract.states import StateType, state_rank
 
 # the state names and their order are the contract's; re-exported here for the services that import them
 from ddpcontract.states import LIVE_STATES as LIVE_STATES
@@ -34,8 +37,9 @@ from ddpui.models.org import Org, OrgUser
 from ddpui.models.tasks import OrgTask
 from ddpui.prefect_client import ProxyError, ProxyNotFound, ProxyUnavailable, get_proxy
 from ddpui.services import locks
+from ddpui.services.alerts.freshness import freshness_record_run
+from ddpui.services.alerts.raising import run_alerts_due, run_alerts_raise
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.notifications import RunEvent, run_events_announce
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +58,6 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def run_events_for(record: PrefectFlowRun) -> list[RunEvent]:
-    """The events a run in this state raises (each is announced once per run: see notifications.py)."""
-    if record.state_type in FAILURE_STATES:
-        return [RunEvent.RUN_FAILED]
-    return []
-
-
 @dataclass
 class Observation:
     record: PrefectFlowRun
@@ -74,7 +71,7 @@ def _reported(run: api.FlowRun | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _record(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[PrefectFlowRun, bool]:
-    """Records the report in one transaction: the run's row, lock release at its end, audit, event claims."""
+    """Records the report in one transaction: the run's row, lock release at its end, audit, alerts, freshness."""
     run = _reported(run)
     flow_run_id = str(run["flow_run_id"])
     state_type = (run.get("state_type") or "").upper()
@@ -112,13 +109,16 @@ def _record(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[P
             # a terminal report may come before the run's results artifact is readable
             record.task_results = run["task_results"]
             changed = True
-        events = [event for event in run_events_for(record) if event.value not in (record.notified_events or [])]
+        # the run's alerts not raised yet: claimed on the record, raised (and sent after the commit) below
+        events = run_alerts_due(record)
         if events:
             record.notified_events = [*(record.notified_events or []), *(event.value for event in events)]
             changed = True
-            transaction.on_commit(lambda: run_events_announce(flow_run_id=flow_run_id, events=events), robust=True)
         if changed:
             record.save()
+            if is_terminal(record.state_type) and record.task_results:
+                freshness_record_run(record)
+        run_alerts_raise(record, events)
         released = 0
         if is_terminal(record.state_type):
             released = locks.locks_release_for_run(flow_run_id=flow_run_id)

@@ -1,6 +1,6 @@
 """The proxy's routes, one router per resource; each handler is thin: parse, call one service, return its model."""
 
-from proxy.routes import automations, blocks, deployments, flow_runs, health, legacy, task_runs
+from proxy.routes import automations, blocks, deployments, flow_runs, health, legacy, outgoing, task_runs
 
 ROUTERS = [
     blocks.router,
@@ -8,6 +8,7 @@ ROUTERS = [
     flow_runs.router,
     task_runs.router,
     automations.router,
+    outgoing.router,
     legacy.router,
     health.router,
 ]

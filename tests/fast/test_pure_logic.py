@@ -1,15 +1,13 @@
-"""Table-driven tests of pure logic (no database, no Prefect): notification parsing, what a run's state
-raises, the order of states. The task config and state names have theirs in tests/ddpcontract/, dbt command
-parsing in tests/migration/test_dbt_commands_and_steps.py (all in the fast tier)."""
+"""Table-driven tests of pure logic (no database, no Prefect): notification parsing, the order of states.
+What a run's state raises is in tests/ddpui/alerts/test_alert_logic.py, the task config and state names in
+tests/ddpcontract/, dbt command parsing in tests/migration/test_dbt_commands_and_steps.py (all fast tier)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ddpui.errors import InvalidInput
-from ddpui.models.flow_runs import PrefectFlowRun
-from ddpui.services.notifications import RunEvent
-from ddpui.services.run_states import run_events_for, state_rank
+from ddpui.services.run_states import state_rank
 from ddpui.services.webhooks import webhook_parse
 
 RUN = "0b7f3c1e-5d2a-4c89-9f3e-2a1b4c5d6e7f"
@@ -51,22 +49,6 @@ def test_webhook_parse_finds_the_flow_run_id(body, expected):
 def test_webhook_parse_refuses_a_body_without_a_run_id(body):
     with pytest.raises(InvalidInput):
         webhook_parse(body.encode("utf-8", errors="surrogateescape") if isinstance(body, str) else body)
-
-
-@pytest.mark.parametrize(
-    ("state_type", "events"),
-    [
-        ("FAILED", [RunEvent.RUN_FAILED]),
-        ("CRASHED", [RunEvent.RUN_FAILED]),
-        ("COMPLETED", []),
-        ("CANCELLED", []),
-        ("RUNNING", []),
-        ("SCHEDULED", []),
-        ("", []),
-    ],
-)
-def test_the_events_a_state_raises(state_type, events):
-    assert run_events_for(PrefectFlowRun(flow_run_id=RUN, state_type=state_type)) == events
 
 
 @pytest.mark.parametrize(

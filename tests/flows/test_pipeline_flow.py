@@ -183,6 +183,7 @@ def test_failing_dbt_test_completes_as_dbt_test_failed_and_runs_later_tasks(
             "status": "fail",
             "execution_time": results[0]["nodes"][0]["execution_time"],
             "message": results[0]["nodes"][0]["message"],
+            "models": ["model.ddpui_sample.customer_orders"],  # what the failing test checks (dbt's manifest)
         }
     ]
     assert marker.exists()

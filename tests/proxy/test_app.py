@@ -192,6 +192,7 @@ def test_every_route_is_in_the_openapi_with_request_and_response_models(api):
         ("PUT", "/proxy/automations/flow-run-notifications/"),
         ("GET", "/proxy/automations/flow-run-notifications/{name}"),
         ("DELETE", "/proxy/automations/flow-run-notifications/{name}"),
+        ("POST", "/proxy/outgoing-webhooks/send"),
         ("POST", "/proxy/legacy/blocks/describe"),
         ("POST", "/proxy/blocks/dbtcli/profile/from_dbtcore/"),
         ("GET", "/proxy/health"),

@@ -3,7 +3,8 @@
 Safe to run at any time. `--every SECONDS` keeps running and reconciles every SECONDS (the local stack and
 the documented production layout run it so, every 60 s: Prefect does not deliver a notification again after
 a failure, so this loop is what repairs a lost run end within two minutes, without an operator). A pass with
-nothing locked or live costs three queries and no call to Prefect.
+nothing locked or live costs three queries and no call to Prefect. Each pass also runs the alert checks
+(missed runs, stale connections, alert deliveries due for a retry: three more queries when nothing is due).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 
 from ddpui.errors import DomainError
+from ddpui.services.alerts import alerts_check
 from ddpui.services.reconcile import locks_reconcile, reconcile_every
 
 
 class Command(BaseCommand):
-    help = "Release locks of terminal/unknown runs and stale run-less locks; refresh live run records."
+    help = (
+        "Release locks of terminal/unknown runs and stale run-less locks; refresh live run records; "
+        "raise missed-run and stale-connection alerts and retry alert deliveries."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -33,7 +38,7 @@ class Command(BaseCommand):
         )
 
     def _pass(self, grace_seconds: int) -> None:
-        done = locks_reconcile(grace_seconds=grace_seconds)
+        done = locks_reconcile(grace_seconds=grace_seconds) + alerts_check()
         for line in done:
             self.stdout.write(line)
         self.stdout.write(f"reconcile_locks: {len(done)} change(s)" if done else "reconcile_locks: nothing to do")

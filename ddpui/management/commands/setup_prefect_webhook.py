@@ -1,5 +1,6 @@
 """Creates (idempotently, through the proxy) the Prefect automation and webhook block that post every
-flow-run state change to POST /webhooks/v1/notification/ with the WEBHOOK_SECRET header."""
+flow-run state change (never a heartbeat) to POST /webhooks/v1/notification/ with the WEBHOOK_SECRET header.
+Run again, it updates an automation made by an earlier version (which also posted every heartbeat)."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -10,6 +11,10 @@ from ddpui.webhooks import SECRET_HEADER
 
 DEFAULT_URL = "http://127.0.0.1:8000/webhooks/v1/notification/"
 DEFAULT_NAME = "ddpui-flow-run-notifications"
+
+
+def _state_changes_only(done) -> str:
+    return " of state changes only (no heartbeats)" if "prefect.state-type" in done.match else ""
 
 
 class Command(BaseCommand):
@@ -48,7 +53,8 @@ class Command(BaseCommand):
         self.stdout.write(f"webhook block '{done.block_name}' ({done.block_id}): {done.block_change}")
         self.stdout.write(
             f"automation '{done.name}' ({done.automation_id}): {done.automation_change}"
-            f" (trigger: {', '.join(done.events)}; action: POST to {done.url} with the {SECRET_HEADER} header)"
+            f" (trigger: {', '.join(done.events)}{_state_changes_only(done)};"
+            f" action: POST to {done.url} with the {SECRET_HEADER} header)"
         )
         if done.duplicates_removed:
             self.stdout.write(f"removed {done.duplicates_removed} other automation(s) of the same name")
