@@ -144,6 +144,14 @@ ROUTES: dict[tuple[str, str], Callable[[dict], dict | None]] = {
     ("GET", "/api/dashboard/v1"): lambda a: None,
     ("POST", "/api/prefect/flow_runs/{flow_run_id}/cancel"): lambda a: None,
     ("POST", "/api/prefect/flow_runs/{flow_run_id}/retry"): lambda a: None,
+    ("GET", "/api/v1/alerts/preferences"): lambda a: None,
+    ("PUT", "/api/v1/alerts/preferences"): lambda a: {"email": {"run-failed": False, "connection-stale": True}},
+    ("DELETE", "/api/v1/alerts/preferences"): lambda a: None,
+    ("GET", "/api/v1/alerts/channels"): lambda a: None,
+    ("PUT", "/api/v1/alerts/channels/webhook"): lambda a: {"events": ["run-failed"]},
+    ("DELETE", "/api/v1/alerts/channels/webhook"): lambda a: None,
+    ("POST", "/api/v1/alerts/channels/webhook/test"): lambda a: None,
+    ("GET", "/api/v1/alerts"): lambda a: None,
     ("GET", "/api/v1/audit"): lambda a: None,
 }
 

@@ -3,6 +3,9 @@
 with WebhookCapture() as capture:
     ...  # make something post to capture.url
     request = capture.wait_for(lambda r: r.json().get("flow_run_id") == run_id, timeout=60)
+
+A failing endpoint: `WebhookCapture(statuses=[500, 503])` answers the first requests with those statuses, then
+200; `delay_seconds` makes every answer that late (a hanging endpoint). Every request is recorded either way.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ class CapturedRequest:
 
 
 class WebhookCapture:
-    def __init__(self) -> None:
+    def __init__(self, *, statuses: list[int] | None = None, delay_seconds: float = 0) -> None:
         self.requests: list[CapturedRequest] = []
+        self.statuses = list(statuses or [])
+        self.delay_seconds = delay_seconds
         self._arrived = threading.Condition()
         capture = self
 
@@ -42,11 +47,19 @@ class WebhookCapture:
                 request = CapturedRequest(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
                 with capture._arrived:
                     capture.requests.append(request)
+                    status = capture.statuses.pop(0) if capture.statuses else 200
                     capture._arrived.notify_all()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"status": "ok"}')
+                if capture.delay_seconds:
+                    time.sleep(capture.delay_seconds)
+                body = b'{"status": "ok"}' if status < 400 else b"no_service"
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json" if status < 400 else "text/plain")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the caller gave up waiting
+                    pass
 
             do_POST = do_PUT = _record
 

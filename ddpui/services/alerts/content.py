@@ -105,11 +105,15 @@ def when(value: str | datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _limit(hours) -> str:
+    return f"{hours} hour{'' if hours == 1 else 's'}"
+
+
 def _hours(seconds: float) -> str:
     hours = seconds / 3600
     if hours < 1:
         return f"{max(1, round(seconds / 60))} minutes"
-    return f"{hours:.0f} hours" if hours >= 10 else f"{hours:.1f} hours"
+    return f"{hours:.0f} hours" if hours >= 10 else f"{hours:.1f}".removesuffix(".0") + " hours"
 
 
 def _where(facts: dict) -> str:
@@ -274,9 +278,10 @@ def _tests_failed(facts: dict) -> tuple[str, str, list[str]]:
     ]
     if len(tests) > 20:
         details.append(f"- … and {len(tests) - 20} more")
-    details.append(
-        "The run completed otherwise: the data was loaded and the models were built, but it did not pass these checks."
-    )
+    details += [
+        "",
+        "The run completed otherwise: the data was loaded and the models were built, but it did not pass these checks.",
+    ]
     return subject, headline, details
 
 
@@ -330,18 +335,18 @@ def render(*, event: str, facts: dict, logs: list[dict] | None, links: list[tupl
         age = facts.get("age_seconds") or 0
         headline = (
             f"The data from the connection '{name}' is stale: its last successful sync was at {when(last)}, "
-            f"{_hours(age)} ago, longer than its freshness limit of {limit} hours."
+            f"{_hours(age)} ago, longer than its freshness limit of {_limit(limit)}."
         )
     else:
         headline = (
             f"The data from the connection '{name}' is stale: it has not synced successfully since its freshness "
-            f"limit of {limit} hours was set at {when(facts.get('limit_set_at'))}."
+            f"limit of {_limit(limit)} was set at {when(facts.get('limit_set_at'))}."
         )
     details = ["Reports built on it may be out of date. Check its recent syncs, then run it (or its pipeline)."]
     fields = [
         ("Organization", org),
         ("Connection", name or ""),
         ("Last successful sync", when(last) if last else "never"),
-        ("Freshness limit", f"{limit} hours"),
+        ("Freshness limit", _limit(limit)),
     ]
     return Message(f"[ddpui] {org}: {subject}", headline, details, fields, [], links)
