@@ -21,6 +21,11 @@ from ddpui.models.org import Org, OrgUser
 from ddpui.models.tasks import OrgTask, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks, runs
+from ddpui.services.alerts.freshness import (
+    LAST_SUCCESSFUL_RUN_FIELDS,
+    last_successful_run_fields,
+    last_successful_run_of,
+)
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.cron import cron_check
 from ddpui.services.selectors import dataflow_get, dataflow_orgtasks, manual_dataflows_of
@@ -54,6 +59,7 @@ class PipelineSummary:
     missing_in_prefect: bool
     last_run: api.FlowRun | None  # Prefect's newest run of the deployment, as the proxy reports it
     lock: locks.LockState | None
+    last_successful_run: dict | None = None  # our newest record of a run with every task succeeded
 
     @property
     def is_running(self) -> bool:
@@ -365,7 +371,8 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
     dataflows = list(
         OrgDataFlowv1.objects.filter(org=org, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE)
         .order_by("name")
-        .values("id", "name", "deployment_id", "deployment_name", "cron", "timezone")
+        .annotate(**last_successful_run_fields())  # in the same query
+        .values("id", "name", "deployment_id", "deployment_name", "cron", "timezone", *LAST_SUCCESSFUL_RUN_FIELDS)
     )
     if not dataflows:
         return []
@@ -400,6 +407,7 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
                 and locks.lock_state(
                     lock, run_state=run_states.get(lock.flow_run_id or ""), viewer_dataflow_id=dataflow["id"]
                 ),
+                last_successful_run=last_successful_run_of(dataflow),
             )
         )
     return result
@@ -475,6 +483,7 @@ def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> l
                 and locks.lock_state(
                     lock, run_state=run_states.get(lock.flow_run_id or ""), viewer_dataflow_id=dataflow["id"]
                 ),
+                last_successful_run=last_successful_run_of(dataflow),
             )
         )
     return result

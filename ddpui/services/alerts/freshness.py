@@ -163,6 +163,9 @@ def connections_check_stale(*, now: datetime | None = None) -> list[str]:
 _SUCCESSFUL = Q(state_type=StateType.COMPLETED) & ~Q(state_name=DBT_TEST_FAILED_STATE_NAME)
 
 
+LAST_SUCCESSFUL_RUN_FIELDS = ("last_success_flow_run_id", "last_success_start_time", "last_success_end_time")
+
+
 def last_successful_run_fields() -> dict[str, Subquery]:
     """Annotations for a queryset of OrgDataFlowv1: the newest run of each that completed with every task
     succeeding (a run whose dbt tests failed is not a success) — its id, start and end, in the same query."""
@@ -173,4 +176,15 @@ def last_successful_run_fields() -> dict[str, Subquery]:
         "last_success_flow_run_id": Subquery(newest.values("flow_run_id")[:1]),
         "last_success_start_time": Subquery(newest.values("start_time")[:1]),
         "last_success_end_time": Subquery(newest.values("end_time")[:1]),
+    }
+
+
+def last_successful_run_of(row: dict) -> dict | None:
+    """{flow_run_id, start_time, end_time} from a row annotated with last_successful_run_fields(), or None."""
+    if not row.get("last_success_flow_run_id"):
+        return None
+    return {
+        "flow_run_id": row["last_success_flow_run_id"],
+        "start_time": row["last_success_start_time"],
+        "end_time": row["last_success_end_time"],
     }

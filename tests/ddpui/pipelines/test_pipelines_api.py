@@ -1,12 +1,14 @@
 """Pipelines through the API with the real proxy and Prefect server (no worker: runs stay scheduled)."""
 
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from ddpui.models import AuditEvent, DataflowOrgTask, OrgDataFlowv1, PrefectFlowRun, TaskLock
 from ddpui.prefect_client import get_proxy
@@ -267,10 +269,25 @@ def test_pipeline_list_costs_the_same_queries_and_proxy_calls_for_1_and_100(live
         assert response.status_code == 200
         return len(response.json()), len(queries), proxy.calls - before
 
-    make_dataflow(org, orgtasks=[t["dbt-run"]], deployment_id=str(uuid.uuid4()))
+    def runs(deployment_id: str) -> str:
+        """Run records: a success, then a newer run whose dbt tests failed (not a success). Returns the first."""
+        now = timezone.now()
+        succeeded = PrefectFlowRun.objects.create(
+            flow_run_id=str(uuid.uuid4()), deployment_id=deployment_id, org=org, state_type="COMPLETED",
+            state_name="Completed", start_time=now - timedelta(hours=2), end_time=now - timedelta(hours=1),
+        )  # fmt: skip
+        PrefectFlowRun.objects.create(
+            flow_run_id=str(uuid.uuid4()), deployment_id=deployment_id, org=org, state_type="COMPLETED",
+            state_name="DBT_TEST_FAILED", start_time=now - timedelta(minutes=30), end_time=now,
+        )  # fmt: skip
+        return succeeded.flow_run_id
+
+    first = make_dataflow(org, orgtasks=[t["dbt-run"]], deployment_id=str(uuid.uuid4()))
+    last_success = runs(first.deployment_id)
     one = measure()
     for _ in range(99):
-        make_dataflow(org, orgtasks=[t["dbt-run"], t["dbt-test"]], deployment_id=str(uuid.uuid4()))
+        dataflow = make_dataflow(org, orgtasks=[t["dbt-run"], t["dbt-test"]], deployment_id=str(uuid.uuid4()))
+        runs(dataflow.deployment_id)
     hundred = measure()
     assert one[0] == 1 and hundred[0] == 100
     assert one[1:] == hundred[1:]
@@ -278,6 +295,10 @@ def test_pipeline_list_costs_the_same_queries_and_proxy_calls_for_1_and_100(live
     # these dataflows' deployment ids were never in Prefect
     listed = client.get("/api/prefect/v1/flows/", **headers).json()
     assert {(p["missingInPrefect"], p["isScheduleActive"]) for p in listed} == {(True, False)}
+    # each pipeline's last successful run, from our records, in the same query as the pipelines
+    shown = next(p for p in listed if p["deploymentId"] == first.deployment_id)["lastSuccessfulRun"]
+    assert shown["flowRunId"] == last_success and shown["endTime"] is not None
+    assert all(p["lastSuccessfulRun"] for p in listed)
 
 
 def test_pipeline_list_shows_paused_and_missing_deployments(live_services, pipeline_org):
