@@ -483,7 +483,6 @@ def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> l
                 and locks.lock_state(
                     lock, run_state=run_states.get(lock.flow_run_id or ""), viewer_dataflow_id=dataflow["id"]
                 ),
-                last_successful_run=last_successful_run_of(dataflow),
             )
         )
     return result
