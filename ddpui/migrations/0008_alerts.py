@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ddpui', '0006_warehouse_type_snowflake'),
+        ('ddpui', '0007_run_control'),
     ]
 
     operations = [
