@@ -36,13 +36,13 @@ select order_id from {{ ref('stg_orders') }} where order_id is not null
 """
 
 
-def wait_for(flow_run_id: str, timeout: float = 240) -> dict:
+def wait_for(flow_run_id: str, timeout: float = 240):
     deadline = time.monotonic() + timeout
     while True:
         run = get_proxy().flow_run(flow_run_id).state()
-        if run["state_type"] in TERMINAL:
+        if run.state_type in TERMINAL:
             return run
-        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run['state_name']}"
+        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run.state_name}"
         time.sleep(0.5)
 
 
@@ -136,7 +136,7 @@ def test_alerts_from_real_runs(
         )
         run_id = call("post", f"/api/prefect/v1/flows/{pipeline['deploymentId']}/flow_run/", headers)["flow_run_id"]
         ended = wait_for(run_id)
-        assert (ended["state_type"], ended["state_name"]) == ("COMPLETED", "DBT_TEST_FAILED"), ended["state_message"]
+        assert (ended.state_type, ended.state_name) == ("COMPLETED", "DBT_TEST_FAILED"), ended.state_message
         with django_capture_on_commit_callbacks(execute=True):
             for _ in range(2):  # delivered twice: alerted once
                 assert notify(run_id).status_code == 200
@@ -168,7 +168,7 @@ def test_alerts_from_real_runs(
         )
         admin.execute(f"ALTER ROLE {role} PASSWORD 'survey-pw-2'")
         sync_run = call("post", f"/api/prefect/v1/flows/{survey['deploymentId']}/flow_run/", headers)["flow_run_id"]
-        assert wait_for(sync_run)["state_type"] == "FAILED"
+        assert wait_for(sync_run).state_type == "FAILED"
         with django_capture_on_commit_callbacks(execute=True):
             assert notify(sync_run).status_code == 200
         sync_mail = [message for message in mail.outbox if "Survey responses" in message.subject]

@@ -103,7 +103,7 @@ def test_heartbeats_are_not_posted_and_an_old_automation_is_updated_once(alertin
             "prefect.resource.id": "prefect.flow-run.*",
             "prefect.state-type": "*",
         }
-        assert get_proxy().flow_run_notifications(old).get()["match"]["prefect.state-type"] == "*"
+        assert get_proxy().flow_run_notifications(old).get().match["prefect.state-type"] == "*"
     finally:
         for name in (ours, old):
             with contextlib.suppress(DomainError):
