@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from django.utils.dateparse import parse_datetime
 
+from ddpcontract.states import StateType
 from ddpcontract.tasks import TaskType
 from ddpui.models.alerts import AlertEvent
 
@@ -216,7 +217,7 @@ def _run_failed(facts: dict) -> tuple[str, str, list[str], dict | None]:
     where = _where(facts)
     state = (facts.get("state_name") or "Failed").lower()
     task = facts.get("failed_task")
-    verb = "crashed" if facts.get("state_type") == "CRASHED" else "failed"
+    verb = "crashed" if facts.get("state_type") == StateType.CRASHED else "failed"
     subject = f"{where[0].upper()}{where[1:]} {verb}"
     if task is None:
         if verb == "crashed":

@@ -7,13 +7,13 @@ import re
 from datetime import datetime
 
 from ddpcontract.flows import TaskStatus
-from ddpcontract.tasks import TaskType
+from ddpcontract.tasks import TaskSlug, TaskType
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import Org
 from ddpui.models.tasks import OrgTask
 
-SYNC_SLUG = "airbyte-sync"
+SYNC_SLUG = TaskSlug.AIRBYTE_SYNC
 # the flows' message for a sync that did not succeed: "sync of connection <id> (job <n>) failed: <Airbyte's reason>"
 _SYNC_FAILURE = re.compile(r"^sync of connection \S+ \(job (?P<job>\d+)\) (?P<status>\w+): (?P<reason>.+)$", re.S)
 
