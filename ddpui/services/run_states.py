@@ -24,11 +24,11 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from ddpcontract import proxy_api as api
-from ddpcontract.states import StateType, state_rank
 
 # the state names and their order are the contract's; re-exported here for the services that import them
 from ddpcontract.states import LIVE_STATES as LIVE_STATES
 from ddpcontract.states import TERMINAL_STATES as TERMINAL_STATES
+from ddpcontract.states import StateType, state_rank
 from ddpcontract.states import is_terminal as is_terminal
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
