@@ -24,7 +24,7 @@ class PrefectFlowRun(models.Model):
     retry_of = models.CharField(max_length=64, null=True, blank=True, db_index=True)
     # who cancelled the run through ddpui (the API or the admin); empty otherwise
     cancelled_by = models.CharField(max_length=254, blank=True, default="")
-    # the run events already announced (services/notifications.py): each goes out once, whoever saw it first
+    # the run's alert events already raised (services/alerts/raising.py): each once, whoever saw it first
     notified_events = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
