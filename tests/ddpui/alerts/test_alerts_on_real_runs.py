@@ -135,6 +135,24 @@ def test_alerts_from_real_runs(
             },
         )
         run_id = call("post", f"/api/prefect/v1/flows/{pipeline['deploymentId']}/flow_run/", headers)["flow_run_id"]
+
+        # meanwhile, a sync that will fail: the source's password was changed in its database, not in Airbyte
+        config, admin, role = survey_database
+        source = call(
+            "post",
+            "/api/airbyte/sources/",
+            headers,
+            {"name": "Survey database", "sourceDefId": POSTGRES_SOURCE_DEFINITION_ID, "config": config},
+        )
+        survey = call(
+            "post",
+            "/api/airbyte/v1/connections/",
+            headers,
+            {"name": "Survey responses", "sourceId": source["sourceId"]},
+        )
+        admin.execute(f"ALTER ROLE {role} PASSWORD 'survey-pw-2'")
+        sync_run = call("post", f"/api/prefect/v1/flows/{survey['deploymentId']}/flow_run/", headers)["flow_run_id"]
+
         ended = wait_for(run_id)
         assert (ended.state_type, ended.state_name) == ("COMPLETED", "DBT_TEST_FAILED"), ended.state_message
         with django_capture_on_commit_callbacks(execute=True):
@@ -152,22 +170,7 @@ def test_alerts_from_real_runs(
         assert synced["lastSuccessfulSyncAt"] is not None and synced["isStale"] is False
         assert synced["freshnessLimitHours"] is None
 
-        # 2. a sync fails: the source's password was changed in its database, not in Airbyte
-        config, admin, role = survey_database
-        source = call(
-            "post",
-            "/api/airbyte/sources/",
-            headers,
-            {"name": "Survey database", "sourceDefId": POSTGRES_SOURCE_DEFINITION_ID, "config": config},
-        )
-        survey = call(
-            "post",
-            "/api/airbyte/v1/connections/",
-            headers,
-            {"name": "Survey responses", "sourceId": source["sourceId"]},
-        )
-        admin.execute(f"ALTER ROLE {role} PASSWORD 'survey-pw-2'")
-        sync_run = call("post", f"/api/prefect/v1/flows/{survey['deploymentId']}/flow_run/", headers)["flow_run_id"]
+        # 2. a sync fails (it ran beside the pipeline's run: the worker takes both at once)
         assert wait_for(sync_run).state_type == "FAILED"
         with django_capture_on_commit_callbacks(execute=True):
             assert notify(sync_run).status_code == 200
