@@ -13,6 +13,7 @@ from io import StringIO
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -88,8 +89,11 @@ def test_concurrent_duplicate_notifications_raise_one_alert(alerting):
         statuses = []
 
         def deliver():
-            barrier.wait()
-            statuses.append(notify(run_id).status_code)
+            try:
+                barrier.wait()
+                statuses.append(notify(run_id).status_code)
+            finally:
+                connection.close()  # the thread's own connection (the test client keeps it open)
 
         threads = [threading.Thread(target=deliver) for _ in range(6)]
         for thread in threads:
