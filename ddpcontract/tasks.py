@@ -23,6 +23,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 
@@ -71,6 +72,13 @@ GIT_PULL_SECRET_ENV_KEY = "secret-git-pull-url-block"
 BLOCK_NAME_PATTERN = r"^[a-z0-9-]{1,200}$"
 BlockName = Annotated[str, StringConstraints(pattern=BLOCK_NAME_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+# a dbt target's name: a word that dbt (--target) and a directory name take alike
+TARGET_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+TargetName = Annotated[str, StringConstraints(pattern=TARGET_NAME_PATTERN)]
+# an org's slug (Django's slug rule), safe as a directory name
+OrgSlug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")]
+# a git branch name that cannot be read as an option (git refuses the other bad names itself)
+Branch = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")]
 # whole seconds stay integers in the JSON
 Seconds = Annotated[StrictInt | StrictFloat, Field(ge=0), WithJsonSchema({"type": "number", "minimum": 0})]
 
@@ -98,12 +106,29 @@ class AirbyteTaskConfig(_TaskConfigBase):
     poll_interval_s: StrictInt | None = Field(default=None, ge=1)
 
 
+class RepositoryConfig(BaseModel):
+    """The org's dbt repository, which the flow materialises on the worker that runs the task: a copy per org and
+    target in the worker's cache, cloned (or brought to the branch's tip) from the git URL in the Secret block."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    git_url_block: BlockName = Field(description="The Secret block holding the git URL, with its token if any")
+    branch: Branch | None = Field(
+        default=None, description="The branch the workspace tracks; else the remote's default"
+    )
+    org_slug: OrgSlug
+    target: TargetName = Field(description="Names the copy: each target has its own, so targets never share files")
+
+
 class ShellTaskConfig(_TaskConfigBase):
     """Shell commands in one bash script that stops at the first failure (git pull among them)."""
 
     type: Literal[TaskType.SHELL_OPERATION]
     commands: list[NonEmpty] = Field(min_length=1)
-    working_dir: NonEmpty | None = None
+    working_dir: NonEmpty | None = Field(default=None, description="Ignored when `repository` is given")
+    repository: RepositoryConfig | None = Field(
+        default=None, description="Run in the worker's copy of the org's repository for this target"
+    )
     env: dict[str, str] = Field(
         default_factory=dict, description=f"May name the git-pull URL Secret under {GIT_PULL_SECRET_ENV_KEY!r}"
     )
@@ -115,10 +140,22 @@ class DbtTaskConfig(_TaskConfigBase):
     type: Literal[TaskType.DBT_CORE_OPERATION]
     commands: list[NonEmpty] = Field(min_length=1)
     cli_profile_block: BlockName = Field(description="The Secret block holding the dbt profile as JSON")
-    project_dir: NonEmpty
-    working_dir: NonEmpty | None = Field(default=None, description="Defaults to project_dir")
+    target: TargetName | None = Field(
+        default=None, description="The dbt target: the profile is built under this name and each command gets --target"
+    )
+    repository: RepositoryConfig | None = Field(
+        default=None, description="The project is the worker's copy of the org's repository for this target"
+    )
+    project_dir: NonEmpty | None = Field(default=None, description="Without `repository`: the project on disk")
+    working_dir: NonEmpty | None = Field(default=None, description="Defaults to the project's directory")
     profiles_dir: str | None = Field(default=None, description="Ignored: each run writes a fresh one")
     env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_a_project(self):
+        if self.repository is None and self.project_dir is None:
+            raise ValueError("needs repository or project_dir")
+        return self
 
 
 _TASK_TYPES = tuple(task_type.value for task_type in TaskType)

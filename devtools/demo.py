@@ -330,7 +330,13 @@ def start_stack(stack: Stack, layout: Layout, ports: Ports, keys: dict[str, str]
     say("Prefect server is up")
 
     say(f"starting a Prefect process worker on pool '{WORK_POOL}'")
-    worker = PrefectWorker(prefect_api, layout.prefect_home, WORK_POOL, query_seconds=1)
+    worker = PrefectWorker(
+        prefect_api,
+        layout.prefect_home,
+        WORK_POOL,
+        query_seconds=1,
+        extra_env={"DDPUI_WORKER_CACHE_DIR": str(layout.root / "worker-cache")},
+    )
     worker.log_path = layout.logs / "prefect-worker.log"
     # flow runs forked from a warm Python start in a fraction of a second (docs/operations.md, fast starts)
     warm_start = stack.add(

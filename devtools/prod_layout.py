@@ -447,7 +447,11 @@ class ProductionLayout:
             self.dir(name),
             WORK_POOL,
             query_seconds=self.worker_query_seconds,
-            extra_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.heartbeat_seconds)},
+            # each worker keeps its own copies of the orgs' repositories: no disk is shared with Django
+            extra_env={
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.heartbeat_seconds),
+                "DDPUI_WORKER_CACHE_DIR": str(self.dir(name) / "cache"),
+            },
         )
         worker.args += ["--name", name, "--limit", str(self.worker_limit)]
         worker.log_path = self.dir(name) / "worker.log"

@@ -150,16 +150,27 @@ def run_dbt(operation: DbtCoreOperation, slug: str, deadline: Deadline) -> dict:
     return {"message": _nodes_summary(nodes) or "ok", "nodes": nodes}
 
 
-def build_dbt_operation(task: DbtTaskConfig, profiles_dir: str) -> DbtCoreOperation:
+def with_target(command: str, target: str | None) -> str:
+    """The dbt command run on `target` (`--target` added unless the command names one)."""
+    words = command.split()
+    if not target or words[:1] != ["dbt"] or "--target" in words or "-t" in words:
+        return command
+    return f"{command} --target {target}"
+
+
+def build_dbt_operation(task: DbtTaskConfig, profiles_dir: str, project_dir: str | None = None) -> DbtCoreOperation:
+    """The task's operation; `project_dir` is where its project is (the worker's copy of the repository), by
+    default the task's own `project_dir`."""
     try:
-        profile = build_dbt_cli_profile(Secret.load(task.cli_profile_block).get())
+        profile = build_dbt_cli_profile(Secret.load(task.cli_profile_block).get(), target_name=task.target)
     except ProfileError as error:
         raise TaskFailed(f"Secret block {task.cli_profile_block!r}: {error}", permanent=True) from None
     register_credential_secrets(profile.target_configs.get_configs())
+    project_dir = project_dir or task.project_dir
     return prefect_dbt().DbtCoreOperation(
-        commands=list(task.commands),
-        project_dir=task.project_dir,
-        working_dir=task.working_dir or task.project_dir,
+        commands=[with_target(command, task.target) for command in task.commands],
+        project_dir=project_dir,
+        working_dir=project_dir if task.repository is not None else (task.working_dir or project_dir),
         profiles_dir=profiles_dir,
         overwrite_profiles=True,
         dbt_cli_profile=profile,

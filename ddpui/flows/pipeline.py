@@ -28,7 +28,7 @@ from ddpcontract.tasks import (
     TaskType,
     pipeline_config_parse,
 )
-from ddpui.flows import control
+from ddpui.flows import control, workspace
 from ddpui.flows.airbyte import run_airbyte_task
 from ddpui.flows.attempts import (
     Deadline,
@@ -85,9 +85,10 @@ def _execute_config_task(pipeline_task: PipelineTask, deadline: Deadline) -> dic
     if isinstance(config, AirbyteTaskConfig):
         return run_airbyte_task(config, task_key=pipeline_task.key)
     if isinstance(config, ShellTaskConfig):
-        return run_shell(build_shell_operation(list(config.commands), config.working_dir, config.env), deadline)
-    with fresh_profiles_dir() as profiles_dir:
-        return run_dbt(build_dbt_operation(config, profiles_dir), config.slug, deadline)
+        with workspace.shell_directory(config, deadline) as working_dir:
+            return run_shell(build_shell_operation(list(config.commands), working_dir, config.env), deadline)
+    with workspace.dbt_project(config, deadline) as project_dir, fresh_profiles_dir() as profiles_dir:
+        return run_dbt(build_dbt_operation(config, profiles_dir, project_dir), config.slug, deadline)
 
 
 def _wait_before_retry(pipeline_task: PipelineTask, attempt: int) -> None:

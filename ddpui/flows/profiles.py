@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from types import SimpleNamespace
@@ -29,10 +30,13 @@ def prefect_dbt() -> SimpleNamespace:
     return SimpleNamespace(DbtCoreOperation=DbtCoreOperation, TargetConfigs=TargetConfigs, DbtCliProfile=DbtCliProfile)
 
 
-def build_dbt_cli_profile(profile_json: dict | str) -> DbtCliProfile:
+def build_dbt_cli_profile(profile_json: dict | str, target_name: str | None = None) -> DbtCliProfile:
     """The in-memory DbtCliProfile for the profile JSON of the contract (see docs/flows.md); the warehouse
-    type's fields are checked by the registry (`ddpcontract.warehouses`)."""
+    type's fields are checked by the registry (`ddpcontract.warehouses`). `target_name`, when given, is the
+    target's name in the profile (the task's dbt target) whatever name the JSON holds."""
     target = profile_target(profile_json)
+    if target_name:
+        target = dataclasses.replace(target, target=target_name)
     dbt = prefect_dbt()
     target_configs = dbt.TargetConfigs(
         type=target.type.value, schema=target.schema, threads=target.threads, extras=target.extras

@@ -59,10 +59,26 @@ def without(task: dict, key: str) -> dict:
     return {name: value for name, value in task.items() if name != key}
 
 
+# the same tasks as Django writes them for a workspace with a git URL Secret: on a target, in the worker's copy
+REPOSITORY = {"git_url_block": "acme-git-pull-url", "branch": "main", "org_slug": "acme", "target": "dev"}
+GIT_PULL_ON_TARGET = {**without(GIT_PULL, "working_dir"), "repository": REPOSITORY}
+DBT_RUN_ON_TARGET = {
+    **without(without(without(DBT_RUN, "project_dir"), "working_dir"), "profiles_dir"),
+    "target": "dev",
+    "repository": REPOSITORY,
+}
+
+
 @pytest.mark.parametrize(
     ("task", "model"),
-    [(AIRBYTE, AirbyteTaskConfig), (GIT_PULL, ShellTaskConfig), (DBT_RUN, DbtTaskConfig)],
-    ids=["airbyte", "shell", "dbt"],
+    [
+        (AIRBYTE, AirbyteTaskConfig),
+        (GIT_PULL, ShellTaskConfig),
+        (DBT_RUN, DbtTaskConfig),
+        (GIT_PULL_ON_TARGET, ShellTaskConfig),
+        (DBT_RUN_ON_TARGET, DbtTaskConfig),
+    ],
+    ids=["airbyte", "shell", "dbt", "shell-on-target", "dbt-on-target"],
 )
 def test_each_task_type_parses_to_its_model_and_dumps_back_unchanged(task, model):
     parsed = task_config_parse(task)
@@ -119,7 +135,20 @@ def test_optional_fields_keep_their_documented_defaults():
         ({"tasks": [{**GIT_PULL, "seq": True}]}, "config.tasks[0]: seq: Input should be a valid integer"),
         ({"tasks": [AIRBYTE, {**GIT_PULL, "seq": 0}]}, "config.tasks have duplicate seq values: [0, 0]"),
         ({"tasks": [without(DBT_RUN, "cli_profile_block")]}, "config.tasks[0]: cli_profile_block: Field required"),
-        ({"tasks": [without(DBT_RUN, "project_dir")]}, "config.tasks[0]: project_dir: Field required"),
+        ({"tasks": [without(DBT_RUN, "project_dir")]}, "config.tasks[0]: Value error, needs repository or project_dir"),
+        ({"tasks": [{**DBT_RUN_ON_TARGET, "target": "Dev"}]}, "config.tasks[0]: target: String should match"),
+        (
+            {"tasks": [{**DBT_RUN_ON_TARGET, "repository": {**REPOSITORY, "branch": "--upload-pack=x"}}]},
+            "config.tasks[0]: repository.branch: String should match",
+        ),
+        (
+            {"tasks": [{**GIT_PULL_ON_TARGET, "repository": {**REPOSITORY, "org_slug": "../etc"}}]},
+            "config.tasks[0]: repository.org_slug: String should match",
+        ),
+        (
+            {"tasks": [{**GIT_PULL_ON_TARGET, "repository": without(REPOSITORY, "git_url_block")}]},
+            "config.tasks[0]: repository.git_url_block: Field required",
+        ),
         ({"tasks": [without(AIRBYTE, "connection_id")]}, "config.tasks[0]: connection_id: Field required"),
         ({"tasks": [without(AIRBYTE, "slug")]}, "config.tasks[0]: slug: Field required"),
         ({"tasks": [{**GIT_PULL, "commands": []}]}, "config.tasks[0]: commands: List should have at least 1 item"),

@@ -1,12 +1,15 @@
-"""Table-driven tests of pure logic (no database, no Prefect): notification parsing, the order of states.
-What a run's state raises is in tests/ddpui/alerts/test_alert_logic.py, the task config and state names in
-tests/ddpcontract/, dbt command parsing in tests/migration/test_dbt_commands_and_steps.py (all fast tier)."""
+"""Table-driven tests of pure logic (no database, no Prefect): notification parsing, the order of states, the
+worker's copy of a repository. What a run's state raises is in tests/ddpui/alerts/test_alert_logic.py, the task
+config and state names in tests/ddpcontract/, dbt command parsing in tests/migration/test_dbt_commands_and_steps.py
+(all fast tier)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ddpui.errors import InvalidInput
+from ddpui.flows.dbt import with_target
+from ddpui.flows.workspace import packages_digest, packages_needed, plain_url
 from ddpui.services.run_states import state_rank
 from ddpui.services.webhooks import webhook_parse
 
@@ -65,3 +68,59 @@ def test_webhook_parse_refuses_a_body_without_a_run_id(body):
 )
 def test_a_later_state_outranks_an_earlier_one(older, newer):
     assert state_rank(newer) > state_rank(older)
+
+
+# ------------------------------------------------------------------ the worker's copy of an org's repository
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("https://oauth2:s3cret@git.example.org/acme/dbt.git", "https://git.example.org/acme/dbt.git"),
+        ("https://user@git.example.org:8443/acme/dbt.git", "https://git.example.org:8443/acme/dbt.git"),
+        ("https://git.example.org/acme/dbt.git", "https://git.example.org/acme/dbt.git"),
+        ("file:///srv/git/dbt.git", "file:///srv/git/dbt.git"),
+        ("/srv/git/dbt.git", "/srv/git/dbt.git"),
+    ],
+)
+def test_a_copys_origin_is_the_url_without_credentials(url, plain):
+    assert plain_url(url) == plain
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "expected"),
+    [
+        ("dbt run", "dev", "dbt run --target dev"),
+        ("dbt run --select tag:daily", "prod", "dbt run --select tag:daily --target prod"),
+        ("dbt run --target prod", "dev", "dbt run --target prod"),  # a command naming its target keeps it
+        ("dbt test -t prod", "dev", "dbt test -t prod"),
+        ("dbt run", None, "dbt run"),
+        ("git pull", "dev", "git pull"),
+    ],
+)
+def test_a_dbt_command_runs_on_its_target(command, target, expected):
+    assert with_target(command, target) == expected
+
+
+@pytest.mark.parametrize(
+    ("files", "installed", "has_packages_dir", "needed"),
+    [
+        ({}, None, False, False),  # no packages declared: no dbt deps
+        ({"packages.yml": "packages: [a]"}, None, False, True),
+        ({"packages.yml": "packages: [a]"}, "same", True, False),  # installed for these declarations
+        ({"packages.yml": "packages: [a]"}, "same", False, True),  # the packages directory went missing
+        ({"packages.yml": "packages: [a]"}, "other", True, True),  # the declarations changed
+        ({"dependencies.yml": "packages: [b]"}, None, False, True),
+    ],
+)
+def test_dbt_deps_runs_when_the_declared_packages_are_not_installed(
+    tmp_path, files, installed, has_packages_dir, needed
+):
+    (tmp_path / "dbt_project.yml").write_text("name: x\n")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    if has_packages_dir:
+        (tmp_path / "dbt_packages").mkdir()
+    if installed == "same":
+        installed = packages_digest(tmp_path)
+    assert (packages_needed(tmp_path, installed) is not None) == needed
