@@ -77,7 +77,7 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0)
     try:
-        from ddpui.models import OrgDbt, OrgPrefectBlockv1, TaskLock
+        from ddpui.models import DbtTarget, OrgDbt, OrgPrefectBlockv1, OrgWarehouse, TaskLock
         from ddpui.prefect_client import get_proxy
         from ddpui.services import locks
         from ddpui.services.pipelines import TaskRef, pipeline_create
@@ -89,7 +89,13 @@ def main() -> None:
         profile = OrgPrefectBlockv1.objects.create(
             org=org, block_type="dbt CLI Profile", block_id="2", block_name="bench-profile"
         )
-        OrgDbt.objects.create(org=org, project_dir="/tmp/bench", cli_profile_block=profile)
+        dbt = OrgDbt.objects.create(org=org, project_dir="/tmp/bench")
+        warehouse = OrgWarehouse.objects.create(
+            org=org, wtype="duckdb", name="bench", credentials_block_name="bench-wh"
+        )
+        DbtTarget.objects.create(
+            dbt=dbt, name="default", schema="analytics", warehouse=warehouse, profile_block=profile, is_default=True
+        )
         run_task, test_task = make_orgtask(org, "dbt-run"), make_orgtask(org, "dbt-test")
         headers = auth_headers(orguser)
         client = Client()

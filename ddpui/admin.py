@@ -13,6 +13,7 @@ from ddpui.models import (
     BlockLock,
     DataflowBlock,
     DataflowOrgTask,
+    DbtTarget,
     Org,
     OrgDataFlow,
     OrgDataFlowv1,
@@ -55,18 +56,40 @@ class OrgUserAdmin(admin.ModelAdmin):
 
 @admin.register(OrgWarehouse)
 class OrgWarehouseAdmin(admin.ModelAdmin):
-    list_display = ["org", "wtype", "name", "credentials_block_name", "airbyte_destination_id"]
+    list_display = ["org", "name", "wtype", "credentials_block_name", "airbyte_destination_id", "created_at"]
     list_filter = ["wtype"]
     search_fields = ["org__name", "org__slug", "name", "airbyte_destination_id"]
     list_select_related = ["org"]
 
 
+class DbtTargetInline(admin.TabularInline):
+    """A target added here has no dbt profile block yet: POST /api/prefect/tasks/transform/ makes it."""
+
+    model = DbtTarget
+    extra = 0
+    fields = ["name", "schema", "warehouse", "profile_block", "is_default"]
+    readonly_fields = ["profile_block"]
+
+
 @admin.register(OrgDbt)
 class OrgDbtAdmin(admin.ModelAdmin):
-    list_display = ["org", "gitrepo_url", "project_dir", "target_type", "default_schema"]
-    list_filter = ["target_type"]
+    list_display = ["org", "gitrepo_url", "gitrepo_branch", "project_dir"]
     search_fields = ["org__name", "org__slug", "gitrepo_url"]
     list_select_related = ["org"]
+    inlines = [DbtTargetInline]
+
+
+@admin.register(DbtTarget)
+class DbtTargetAdmin(admin.ModelAdmin):
+    list_display = ["name", "org", "schema", "warehouse", "profile_block", "is_default", "updated_at"]
+    list_filter = ["is_default", "dbt__org"]
+    search_fields = ["name", "schema", "dbt__org__slug", "warehouse__name"]
+    list_select_related = ["dbt__org", "warehouse", "profile_block"]
+    readonly_fields = ["profile_block", "created_at", "updated_at"]
+
+    @admin.display(description="org")
+    def org(self, obj: DbtTarget) -> str:
+        return obj.dbt.org.slug
 
 
 @admin.register(OrgPrefectBlockv1)
@@ -108,6 +131,7 @@ class OrgDataFlowv1Admin(admin.ModelAdmin):
         "name",
         "org",
         "dataflow_type",
+        "target",
         "cron",
         "max_parallel_syncs",
         "deployment_name",
@@ -116,7 +140,8 @@ class OrgDataFlowv1Admin(admin.ModelAdmin):
     ]
     list_filter = ["dataflow_type", "org"]
     search_fields = ["name", "deployment_name", "deployment_id", "org__slug"]
-    list_select_related = ["org"]
+    list_select_related = ["org", "target"]
+    raw_id_fields = ["target"]
     inlines = [DataflowOrgTaskInline]
     actions = ["run_now"]
 
@@ -144,10 +169,10 @@ class DataflowOrgTaskAdmin(admin.ModelAdmin):
 
 @admin.register(TaskLock)
 class TaskLockAdmin(admin.ModelAdmin):
-    list_display = ["orgtask", "flow_run_id", "locking_dataflow", "locked_by", "locked_at"]
+    list_display = ["orgtask", "target", "flow_run_id", "locking_dataflow", "locked_by", "locked_at"]
     list_filter = ["orgtask__org", "locked_at"]
-    search_fields = ["flow_run_id", "orgtask__uuid", "locking_dataflow__name"]
-    list_select_related = ["orgtask__task", "orgtask__org", "locking_dataflow", "locked_by__user"]
+    search_fields = ["flow_run_id", "orgtask__uuid", "locking_dataflow__name", "target__name"]
+    list_select_related = ["orgtask__task", "orgtask__org", "target", "locking_dataflow", "locked_by__user"]
     actions = ["release_locks"]
 
     def has_add_permission(self, request) -> bool:
@@ -168,8 +193,18 @@ class PrefectFlowRunAdmin(admin.ModelAdmin):
     """The run history: what Prefect reported (webhook, API reads, reconciler); read-only, since our record
     follows Prefect and an edit here would only be overwritten or, worse, believed."""
 
-    list_display = ["name", "flow_run_id", "org", "state_type", "state_name", "tasks", "start_time", "end_time"]
-    list_filter = ["state_type", "state_name", "org"]
+    list_display = [
+        "name",
+        "flow_run_id",
+        "org",
+        "target_name",
+        "state_type",
+        "state_name",
+        "tasks",
+        "start_time",
+        "end_time",
+    ]
+    list_filter = ["state_type", "state_name", "org", "target_name"]
     search_fields = ["flow_run_id", "deployment_id", "name", "retry_of"]
     list_select_related = ["org"]
     date_hierarchy = "start_time"
@@ -178,7 +213,7 @@ class PrefectFlowRunAdmin(admin.ModelAdmin):
         "name",
         "flow_run_id",
         "deployment_id",
-        "org",
+        ("org", "target_name"),
         ("state_type", "state_name"),
         "state_message",
         ("retry_of", "cancelled_by"),

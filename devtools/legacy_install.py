@@ -208,7 +208,16 @@ def build_org(
     from django.utils.text import slugify
     from prefect.client.orchestration import get_client
 
-    from ddpui.models import BlockLock, DataflowBlock, Org, OrgDataFlow, OrgDbt, OrgPrefectBlock, OrgWarehouse
+    from ddpui.models import (
+        BlockLock,
+        DataflowBlock,
+        DbtTarget,
+        Org,
+        OrgDataFlow,
+        OrgDbt,
+        OrgPrefectBlock,
+        OrgWarehouse,
+    )
 
     (AirbyteConnection, AirbyteServer, Secret, DbtCoreOperation, TargetConfigs, DbtCliProfile, ShellOperation) = (
         _prefect_classes()
@@ -419,21 +428,21 @@ def build_org(
 
     with transaction.atomic():
         org = Org.objects.create(name=name, slug=slug, airbyte_workspace_id=workspace_id)
-        OrgWarehouse.objects.create(
+        warehouse = OrgWarehouse.objects.create(
             org=org,
             wtype=WarehouseType.DUCKDB,
             name="warehouse",
             credentials_block_name=warehouse_secret,
             airbyte_destination_id=destination_id,
         )
-        OrgDbt.objects.create(
+        dbt = OrgDbt.objects.create(
             org=org,
             gitrepo_url=install.git_url,
             gitrepo_access_token_secret=git_secret,
             project_dir=str(project_dir),
-            target_type=WarehouseType.DUCKDB,
-            default_schema=DBT_SCHEMA,
         )
+        # as ddpui's migration 0010 leaves a workspace: one default target
+        DbtTarget.objects.create(dbt=dbt, name="default", schema=DBT_SCHEMA, warehouse=warehouse, is_default=True)
         blocks = {row["block_name"]: OrgPrefectBlock.objects.create(org=org, **row) for row in rows}
         for (dataflow_name, kind, deployment_name, cron, _, connection_id, parameters), deployment_id in zip(
             dataflows, created, strict=True

@@ -7,7 +7,18 @@ import itertools
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
-from ddpui.models import DataflowOrgTask, Org, OrgDataFlowv1, OrgTask, OrgUser, Task
+from ddpui.models import (
+    DataflowOrgTask,
+    DbtTarget,
+    Org,
+    OrgDataFlowv1,
+    OrgDbt,
+    OrgPrefectBlockv1,
+    OrgTask,
+    OrgUser,
+    OrgWarehouse,
+    Task,
+)
 
 _counter = itertools.count(1)
 
@@ -55,3 +66,23 @@ def make_dataflow(org: Org, name: str | None = None, orgtasks: list[OrgTask] = (
     for seq, orgtask in enumerate(orgtasks):
         DataflowOrgTask.objects.create(dataflow=dataflow, orgtask=orgtask, seq=seq)
     return dataflow
+
+
+def make_dbt_workspace(
+    org: Org, *, schema: str = "analytics", profile_block: str | None = None, **fields
+) -> tuple[OrgDbt, DbtTarget]:
+    """A dbt workspace with its default target, on a (new) DuckDB warehouse row; `profile_block` names the target's
+    profile block row to record (nothing is made in Prefect)."""
+    dbt = OrgDbt.objects.create(org=org, project_dir=fields.pop("project_dir", f"/tmp/{org.slug}/dbtrepo"), **fields)
+    warehouse = OrgWarehouse.objects.filter(org=org).order_by("id").first() or OrgWarehouse.objects.create(
+        org=org, wtype="duckdb", name="warehouse", credentials_block_name=f"{org.slug}-warehouse-credentials"
+    )
+    profile = None
+    if profile_block:
+        profile = OrgPrefectBlockv1.objects.create(
+            org=org, block_type="dbt CLI Profile", block_id=f"id-{profile_block}", block_name=profile_block
+        )
+    target = DbtTarget.objects.create(
+        dbt=dbt, name="default", schema=schema, warehouse=warehouse, profile_block=profile, is_default=True
+    )
+    return dbt, target

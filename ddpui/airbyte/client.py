@@ -153,6 +153,9 @@ class AirbyteClient:
     def destination_get(self, *, destination_id: str) -> dict:
         return self.post("destinations/get", {"destinationId": destination_id})
 
+    def destinations_list(self, *, workspace_id: str) -> list[dict]:
+        return self.post("destinations/list", {"workspaceId": workspace_id})["destinations"]
+
     def destination_update(self, *, destination_id: str, name: str, config: dict) -> dict:
         body = {"destinationId": destination_id, "name": name, "connectionConfiguration": config}
         return self.post("destinations/update", body)

@@ -147,6 +147,8 @@ class ConnectionIn(Schema):
     sourceId: str = Field(min_length=1)
     streams: list[StreamIn] | None = None
     destinationSchema: str | None = None
+    # the warehouse it writes into (its Airbyte destination); the org's default warehouse when left out
+    destinationId: str | None = None
     normalize: bool = False
     freshnessLimitHours: int | None = Field(default=None, ge=1, le=MAX_LIMIT_HOURS)
 
@@ -601,6 +603,7 @@ def create_connection(request, payload: ConnectionIn):
         streams=_stream_choices(payload.streams),
         destination_schema=payload.destinationSchema,
         freshness_limit_hours=payload.freshnessLimitHours,
+        destination_id=payload.destinationId,
     )
     return _connection_json(detail, with_lock=False)
 

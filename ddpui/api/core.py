@@ -108,6 +108,7 @@ ROUTER_MODULES = [
     "ddpui.api.org_api",  # organizations, warehouse
     "ddpui.api.airbyte_api",  # workspace, sources, connections
     "ddpui.api.dbt_api",  # dbt workspace, schema
+    "ddpui.api.targets_api",  # dbt targets
     "ddpui.api.task_progress_api",  # progress of background tasks
     "ddpui.api.tasks_api",  # transform and custom org tasks
     "ddpui.api.pipelines_api",  # pipelines, runs, logs

@@ -12,7 +12,7 @@ from pydantic import model_validator
 
 from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.auth import org_auth
-from ddpui.services import dbt_workspace
+from ddpui.services import dbt_workspace, targets
 
 router = Router(tags=["dbt"])
 
@@ -61,7 +61,11 @@ class SchemaIn(Schema):
 
 
 class DbtWorkspaceOut(Schema):
+    """The workspace; `default_schema`, `target_type` and `cli_profile_block` are its default target's (schema,
+    warehouse type, profile block): the other targets are listed by GET /api/v1/dbt/targets/."""
+
     gitrepo_url: str | None
+    gitrepo_branch: str | None
     default_schema: str | None
     target_type: str | None
     project_dir: str
@@ -78,13 +82,15 @@ class TaskStartedOut(Schema):
 
 
 def dbt_out(dbt) -> dict:
+    default = targets.target_default(org=dbt.org)
     return {
         "gitrepo_url": dbt.gitrepo_url,
-        "default_schema": dbt.default_schema,
-        "target_type": dbt.target_type,
+        "gitrepo_branch": dbt.gitrepo_branch,
+        "default_schema": default.schema if default else None,
+        "target_type": default.warehouse.wtype if default and default.warehouse else None,
         "project_dir": dbt.project_dir,
         "gitrepo_access_token_secret": dbt.gitrepo_access_token_secret,
-        "cli_profile_block": dbt.cli_profile_block.block_name if dbt.cli_profile_block else None,
+        "cli_profile_block": default.profile_block.block_name if default and default.profile_block else None,
     }
 
 

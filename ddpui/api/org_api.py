@@ -1,4 +1,4 @@
-"""Organizations and their warehouse."""
+"""Organizations and their warehouses (the first one is the default: what the web app calls "the" warehouse)."""
 
 from __future__ import annotations
 
@@ -60,13 +60,14 @@ class WarehouseOut(Schema):
     airbyteConfig: dict[str, Any]
     credentialsBlockName: str
     bqLocation: str | None
+    isDefault: bool  # the first warehouse: the one the web app shows, and the default target's unless told
 
 
 class WarehousesOut(Schema):
     warehouses: list[WarehouseOut]
 
 
-def _warehouse_json(view: warehouse.WarehouseView) -> dict:
+def _warehouse_json(view: warehouse.WarehouseView, *, is_default: bool) -> dict:
     destination, row = view.destination, view.warehouse
     config = destination.get("connectionConfiguration") or {}
     return {
@@ -86,6 +87,7 @@ def _warehouse_json(view: warehouse.WarehouseView) -> dict:
         "airbyteConfig": config,
         "credentialsBlockName": row.credentials_block_name,
         "bqLocation": row.bq_location,
+        "isDefault": is_default,
     }
 
 
@@ -133,7 +135,8 @@ def create_warehouse_v1(request, payload: WarehouseIn):
 
 
 def _warehouses(request) -> dict:
-    return {"warehouses": [_warehouse_json(view) for view in warehouse.warehouses_list(org=request.auth.org)]}
+    views = warehouse.warehouses_list(org=request.auth.org)
+    return {"warehouses": [_warehouse_json(view, is_default=index == 0) for index, view in enumerate(views)]}
 
 
 @router.get("/organizations/warehouses", response={200: WarehousesOut, **ERRORS}, auth=org_auth("warehouse:read"))
@@ -149,5 +152,16 @@ def list_warehouses_v1(request):
 
 @router.delete("/v1/organizations/warehouses/", response={200: OkOut, **ERRORS}, auth=org_auth("warehouse:write"))
 def delete_warehouse(request):
+    """The web app's delete (W-11): the default warehouse."""
     warehouse.warehouse_delete(org=request.auth.org, actor=request.auth.orguser)
+    return {"success": True}
+
+
+@router.delete(
+    "/v1/organizations/warehouses/{destination_id}/",
+    response={200: OkOut, **ERRORS},
+    auth=org_auth("warehouse:write"),
+)
+def delete_warehouse_by_destination(request, destination_id: str):
+    warehouse.warehouse_delete(org=request.auth.org, actor=request.auth.orguser, destination_id=destination_id)
     return {"success": True}

@@ -40,6 +40,9 @@ class PipelineIn(Schema):
     transformTasks: list[TransformTaskRef] = []
     cron: str | None = None
     timezone: str | None = None
+    # the dbt target its git and dbt tasks run on: the default target when left out (on create), unchanged when
+    # left out (on update)
+    target: str | None = Field(default=None, max_length=32)
     # the web app's "run transform tasks" switch ('yes'/'no'); accepted and not needed: the pipeline's
     # tasks are exactly the ones `transformTasks` names
     dbtTransform: str | None = None
@@ -56,6 +59,7 @@ class PipelineCreatedOut(Schema):
     deploymentId: str
     deploymentName: str
     cron: str | None
+    target: str | None
 
 
 # The list's items are plain pydantic models: a ninja Schema validates each field through a getter made for
@@ -79,6 +83,7 @@ class PipelineListItem(pydantic.BaseModel):
     lock: LockOut | None
     isRunning: bool
     lastSuccessfulRun: LastSuccessfulRunOut | None
+    target: str | None
 
 
 class PipelineConnectionOut(Schema):
@@ -108,6 +113,7 @@ class PipelineDetailOut(Schema):
     maxParallelSyncs: int
     lock: LockOut | None
     isRunning: bool
+    target: str | None
 
 
 class RunIn(Schema):
@@ -148,6 +154,7 @@ class OverviewItem(pydantic.BaseModel):
     cron: str | None
     runs: list[OverviewRunOut]
     lock: LockOut | None
+    target: str | None
 
 
 def _refs(payload: PipelineIn) -> dict:
@@ -158,6 +165,7 @@ def _refs(payload: PipelineIn) -> dict:
         "cron": payload.cron,
         "timezone": payload.timezone,
         "max_parallel_syncs": payload.maxParallelSyncs,
+        "target": payload.target,
     }
 
 
@@ -184,6 +192,7 @@ def _detail_out(detail: pipelines.PipelineDetail) -> dict:
         "maxParallelSyncs": dataflow.max_parallel_syncs,
         "lock": detail.lock,
         "isRunning": detail.lock is not None and detail.lock.held_by(dataflow.id),
+        "target": detail.target,
     }
 
 
@@ -195,6 +204,7 @@ def create_pipeline(request, payload: PipelineIn):
         "deploymentId": dataflow.deployment_id,
         "deploymentName": dataflow.deployment_name,
         "cron": dataflow.cron,
+        "target": dataflow.target.name if dataflow.target_id is not None else None,
     }
 
 
@@ -219,6 +229,7 @@ def list_pipelines(request):
                 "startTime": p.last_successful_run["start_time"],
                 "endTime": p.last_successful_run["end_time"],
             },
+            "target": p.target,
         }
         for p in pipelines.pipelines_list(org=request.auth.org)
     ]
@@ -362,6 +373,7 @@ def pipelines_overview(request):
                 "cron": overview.cron,
                 "runs": shaped_runs,
                 "lock": overview.lock,
+                "target": overview.target,
             }
         )
     return items

@@ -24,6 +24,7 @@ class LockOut(pydantic.BaseModel):
     lockedBy: str = pydantic.Field(alias="locked_by")
     lockedAt: datetime = pydantic.Field(alias="locked_at")
     lockingPipeline: str | None = pydantic.Field(alias="locking_pipeline")
+    target: str | None = None  # the dbt target the locked task runs on (null for a sync)
 
 
 def prefect_run_out(run: api.FlowRun | None) -> dict[str, Any] | None:
@@ -64,6 +65,7 @@ class FlowRunOut(pydantic.BaseModel):
     taskResults: list[dict[str, Any]]
     retryOf: str | None = pydantic.Field(None, description="the failed run this one resumes (POST .../retry)")
     cancelledBy: str | None = pydantic.Field(None, description="who cancelled the run through the API or the admin")
+    target: str | None = pydantic.Field(None, description="the dbt target its git and dbt tasks ran on (null: none)")
 
 
 def flow_run_out(record: PrefectFlowRun) -> dict[str, Any]:
@@ -86,4 +88,5 @@ def flow_run_out(record: PrefectFlowRun) -> dict[str, Any]:
         "taskResults": record.task_results or [],
         "retryOf": record.retry_of,
         "cancelledBy": record.cancelled_by or None,
+        "target": record.target_name or None,
     }

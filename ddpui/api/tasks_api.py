@@ -17,6 +17,7 @@ from ddpcontract.states import DBT_TEST_FAILED_STATE_NAME, StateType
 from ddpui.api.schemas import ERRORS, OkOut
 from ddpui.api.shapes import LockOut
 from ddpui.auth import org_auth
+from ddpui.errors import InvalidInput
 from ddpui.services import transform_tasks
 from ddpui.services.selectors import orgtask_get
 
@@ -56,6 +57,11 @@ class CustomTaskIn(Schema):
     options: dict[str, Any] = {}
 
 
+class TaskRunIn(pydantic.BaseModel):
+    # the dbt target to run on: the default target when left out
+    target: str | None = pydantic.Field(default=None, max_length=32)
+
+
 class TaskRunOut(Schema):
     """What the web app reads (`status === 'success'`, `result`: lines it shows), and the run beside it."""
 
@@ -65,6 +71,7 @@ class TaskRunOut(Schema):
     name: str | None
     state_type: str
     state_name: str
+    target: str | None
 
 
 class TaskTemplateOut(Schema):
@@ -151,13 +158,32 @@ def delete_task(request, orgtask_uuid: str):
     return {"success": True}
 
 
-@router.post("/prefect/tasks/{orgtask_uuid}/run/", response={200: TaskRunOut, **ERRORS}, auth=org_auth("tasks:run"))
+@router.post(
+    "/prefect/tasks/{orgtask_uuid}/run/",
+    response={200: TaskRunOut, **ERRORS},
+    auth=org_auth("tasks:run"),
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": TaskRunIn.model_json_schema()}},
+        }
+    },
+)
 def run_task(request, orgtask_uuid: str):
+    # the body is optional: the web app posts none (or `{}` as text/plain); `{"target": "dev"}` names a target
+    try:
+        has_json = request.content_type == "application/json" and request.body.strip()
+        payload = TaskRunIn.model_validate_json(request.body) if has_json else TaskRunIn()
+    except pydantic.ValidationError as exc:
+        raise InvalidInput(
+            "invalid body: expected {'target': '<target name>'}: " + str(exc.errors()[0]["msg"])
+        ) from None
     result = transform_tasks.orgtask_run(
         org=request.auth.org,
         orguser=request.auth.orguser,
         orgtask_uuid=orgtask_uuid,
         wait_seconds=settings.TASK_RUN_WAIT_SECONDS,
+        target=payload.target,
     )
     run = result.run
     if not result.ended:
@@ -177,6 +203,7 @@ def run_task(request, orgtask_uuid: str):
         "name": run.name,
         "state_type": run.state_type,
         "state_name": run.state_name,
+        "target": run.target_name or None,
     }
 
 

@@ -53,21 +53,24 @@ def dbt_steps(commands: list[str], *, project_dir, label: str, subcommands) -> l
     return steps
 
 
-def config_steps(config: dict | None, subcommands) -> list[Step]:
-    """The steps of a task config (DESIGN §4), in run order."""
+def config_steps(config: dict | None, subcommands, *, repository_dir: str | None = None) -> list[Step]:
+    """The steps of a task config (DESIGN §4), in run order. A task that runs in the worker's copy of the org's
+    repository (`repository`) runs where `repository_dir` is: the org's project, of which Django's clone is one
+    copy (the legacy blocks ran in it)."""
     steps: list[Step] = []
     for task in sorted((config or {}).get("tasks") or [], key=lambda task: task.get("seq", 0)):
         label = str(task.get("slug") or task.get("type"))
+        in_copy = bool(task.get("repository"))
         if task.get("type") == TaskType.AIRBYTE_CONNECTION:
             steps.append(Step("airbyte", str(task.get("connection_id")), str(task.get("airbyte_server_block")), label))
         elif task.get("type") == TaskType.SHELL_OPERATION:
             url_block = (task.get("env") or {}).get(GIT_PULL_SECRET_ENV_KEY)
-            steps += shell_steps(
-                task.get("commands") or [], working_dir=task.get("working_dir"), url_block=url_block, label=label
-            )
+            working_dir = repository_dir if in_copy else task.get("working_dir")
+            steps += shell_steps(task.get("commands") or [], working_dir=working_dir, url_block=url_block, label=label)
         else:
+            project_dir = repository_dir if in_copy else task.get("project_dir")
             steps += dbt_steps(
-                task.get("commands") or [], project_dir=task.get("project_dir"), label=label, subcommands=subcommands
+                task.get("commands") or [], project_dir=project_dir, label=label, subcommands=subcommands
             )
     return steps
 

@@ -6,9 +6,11 @@ Planning only reads; `check` says whether the org may go through the phase now (
 from __future__ import annotations
 
 import contextlib
+import re
 
 from ddpcontract import proxy_api as api
 from ddpcontract.flows import Entrypoint
+from ddpcontract.tasks import TARGET_NAME_PATTERN
 from ddpui.block_migration.changes import Change
 from ddpui.block_migration.comparison import GIT_PULL_COMMAND, Step
 from ddpui.block_migration.errors import MigrationBlocked, MigrationProblem
@@ -26,12 +28,13 @@ from ddpui.block_migration.tasks import TaskResolver
 from ddpui.block_migration.verification import verify_org
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.legacy import BlockLock, OrgDataFlow, OrgPrefectBlock
-from ddpui.models.org import OrgDbt, OrgPrefectBlockv1, OrgWarehouse, WarehouseType
+from ddpui.models.org import DbtTarget, OrgDbt, OrgPrefectBlockv1, OrgWarehouse
 from ddpui.models.tasks import OrgTask, Task
 from ddpui.prefect_client import ProxyNotFound
 from ddpui.prefect_client.client import BlockMigration
 from ddpui.services.orgs import block_name_for
 from ddpui.services.pipelines import dataflow_orgtasks
+from ddpui.services.targets import DEFAULT_TARGET_NAME
 from ddpui.services.task_config import deployment_parameters
 from ddpui.services.transform_tasks import SYSTEM_TRANSFORM_SLUGS
 from ddpui.services.undo import UndoStack
@@ -210,6 +213,10 @@ class Phase1(Planner):
         return changes
 
 
+def _default_target_has_profile(dbt: OrgDbt) -> bool:
+    return DbtTarget.objects.filter(dbt=dbt, is_default=True, profile_block__isnull=False).exists()
+
+
 class Phase2(Planner):
     """The Secrets, the dbt profile and workspace, the system transform tasks, and every other deployment."""
 
@@ -316,13 +323,13 @@ class Phase2(Planner):
                 )
             )
         elif dbt is not None and (
-            (dbt.cli_profile_block_id is None and (profile_row is not None or source is not None))
+            (not _default_target_has_profile(dbt) and (profile_row is not None or source is not None))
             or (git_block and not dbt.gitrepo_access_token_secret)
         ):
             changes.append(
                 Change(
                     "link the dbt CLI profile and the git URL Secret to the dbt workspace",
-                    lambda undo: self._link_dbt_workspace(git_block),
+                    lambda undo: self._link_dbt_workspace(git_block, source),
                 )
             )
         return changes
@@ -341,24 +348,39 @@ class Phase2(Planner):
 
     def _create_dbt_workspace(self, source: api.LegacyBlock, git_block: str | None) -> None:
         profile = source.dbt_cli_profile
-        OrgDbt.objects.create(
-            org=self.org,
-            project_dir=source.project_dir or "",
-            gitrepo_access_token_secret=git_block,
-            target_type=profile.wtype if profile.wtype in WarehouseType.values else None,
-            default_schema=profile.target_schema or None,
+        dbt = OrgDbt.objects.create(
+            org=self.org, project_dir=source.project_dir or "", gitrepo_access_token_secret=git_block
+        )
+        # the default target keeps the legacy profile's target name, so the models' `target.name` is unchanged
+        name = profile.target if re.match(TARGET_NAME_PATTERN, profile.target or "") else None
+        DbtTarget.objects.create(
+            dbt=dbt,
+            name=name or DEFAULT_TARGET_NAME,
+            schema=profile.target_schema or "",
+            warehouse=OrgWarehouse.objects.filter(org=self.org).order_by("id").first(),
+            is_default=True,
         )
         self._link_dbt_workspace(git_block)
 
-    def _link_dbt_workspace(self, git_block: str | None) -> None:
+    def _link_dbt_workspace(self, git_block: str | None, source: api.LegacyBlock | None = None) -> None:
         dbt = OrgDbt.objects.get(org=self.org)
-        if dbt.cli_profile_block_id is None:
-            dbt.cli_profile_block = OrgPrefectBlockv1.objects.filter(
+        target = DbtTarget.objects.filter(dbt=dbt, is_default=True).first()
+        if target is not None and target.profile_block_id is None:
+            target.profile_block = OrgPrefectBlockv1.objects.filter(
                 org=self.org, block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE
             ).first()
+            # the default target takes the legacy profile's target name, so the models' `target.name` is unchanged
+            legacy_name = source.dbt_cli_profile.target if source is not None and source.dbt_cli_profile else None
+            if (
+                legacy_name
+                and re.match(TARGET_NAME_PATTERN, legacy_name)
+                and not DbtTarget.objects.filter(dbt=dbt, name=legacy_name).exclude(id=target.id).exists()
+            ):
+                target.name = legacy_name
+            target.save(update_fields=["profile_block", "name", "updated_at"])
         if git_block and not dbt.gitrepo_access_token_secret:
             dbt.gitrepo_access_token_secret = git_block
-        dbt.save(update_fields=["cli_profile_block", "gitrepo_access_token_secret", "updated_at"])
+            dbt.save(update_fields=["gitrepo_access_token_secret", "updated_at"])
 
     def _system_task_changes(self) -> list[Change]:
         if not self.legacy.dbt_documents() and not OrgDbt.objects.filter(org=self.org).exists():

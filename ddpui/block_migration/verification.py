@@ -10,7 +10,7 @@ from ddpui.block_migration.errors import MissingBlock
 from ddpui.block_migration.legacy import LegacyDeployment, LegacyOrg
 from ddpui.errors import DomainError
 from ddpui.models.dataflows import OrgDataFlowv1
-from ddpui.models.org import Org, OrgDbt
+from ddpui.models.org import DbtTarget, Org, OrgDbt
 from ddpui.prefect_client import ProxyNotFound
 from ddpui.prefect_client.client import BlockMigration
 from ddpui.services.pipelines import dataflow_orgtasks
@@ -40,6 +40,11 @@ def _schedule_text(cron: str | None, timezone: str | None) -> str:
     return f"cron '{cron}' {timezone or 'UTC'}" if cron else "no schedule"
 
 
+def _repository_dir(org: Org) -> str | None:
+    """Where the new tasks' repository is, for the comparison: the workspace's project (Django's clone)."""
+    return OrgDbt.objects.filter(org=org).values_list("project_dir", flat=True).first()
+
+
 def _verify_deployment(legacy_org: LegacyOrg, legacy: LegacyDeployment, *, deleted_blocks_ok: bool) -> DeploymentCheck:
     org = legacy_org.org
     check = DeploymentCheck(legacy.dataflow.name, legacy.deployment_id, "", [])
@@ -61,7 +66,7 @@ def _verify_deployment(legacy_org: LegacyOrg, legacy: LegacyDeployment, *, delet
         return check
     try:
         new_config = deployment_parameters(org=org, orgtasks=dataflow_orgtasks(dataflow))["config"]
-        new = config_steps(new_config, legacy_org.subcommands)
+        new = config_steps(new_config, legacy_org.subcommands, repository_dir=_repository_dir(org))
     except DomainError as error:
         check.differences.append(f"the new tasks cannot be turned into a task config: {error.message}")
         return check
@@ -71,7 +76,7 @@ def _verify_deployment(legacy_org: LegacyOrg, legacy: LegacyDeployment, *, delet
     if not deployed:
         check.differences.append("the deployment's parameters have no config (the new tasks)")
     else:
-        deployed_steps = config_steps(deployed, legacy_org.subcommands)
+        deployed_steps = config_steps(deployed, legacy_org.subcommands, repository_dir=_repository_dir(org))
         uuids = [
             task.get("orgtask_uuid")
             for task in sorted(deployed.get("tasks") or [], key=lambda task: task.get("seq", 0))
@@ -108,14 +113,14 @@ def _verify_profile(legacy_org: LegacyOrg) -> list[str]:
     documents = [document for document in legacy_org.dbt_documents() if document.dbt_cli_profile]
     if not documents:
         return []
-    dbt = OrgDbt.objects.select_related("cli_profile_block").filter(org=legacy_org.org).first()
-    if dbt is None or dbt.cli_profile_block is None:
+    target = DbtTarget.objects.select_related("profile_block").filter(dbt__org=legacy_org.org, is_default=True).first()
+    if target is None or target.profile_block is None:
         return ["dbt profile: the org's dbt workspace has no dbt CLI profile yet (phase 2)"]
     old = documents[0].dbt_cli_profile
     try:
-        new = BlockMigration(legacy_org.proxy).dbt_cli_profile_get(dbt.cli_profile_block.block_name)
+        new = BlockMigration(legacy_org.proxy).dbt_cli_profile_get(target.profile_block.block_name)
     except ProxyNotFound:
-        return [f"dbt profile: the Secret '{dbt.cli_profile_block.block_name}' is missing in Prefect"]
+        return [f"dbt profile: the Secret '{target.profile_block.block_name}' is missing in Prefect"]
     pairs = [
         ("profile name", "profile_name", "profile_name"),
         ("target", "target", "target"),

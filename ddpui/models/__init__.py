@@ -14,7 +14,7 @@ from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.legacy import BlockLock, DataflowBlock, OrgDataFlow, OrgPrefectBlock
 from ddpui.models.locks import TaskLock
-from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
+from ddpui.models.org import DbtTarget, Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
 from ddpui.models.progress import TaskProgress
 from ddpui.models.tasks import OrgTask, Task
 
@@ -30,6 +30,7 @@ __all__ = [
     "BlockLock",
     "DataflowBlock",
     "DataflowOrgTask",
+    "DbtTarget",
     "Org",
     "OrgDataFlow",
     "OrgDataFlowv1",

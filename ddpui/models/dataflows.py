@@ -6,7 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from ddpcontract.tasks import DEFAULT_MAX_PARALLEL_SYNCS, MAX_PARALLEL_SYNCS_LIMIT
-from ddpui.models.org import Org
+from ddpui.models.org import DbtTarget, Org
 from ddpui.models.tasks import OrgTask
 
 
@@ -27,6 +27,8 @@ class OrgDataFlowv1(models.Model):
         default=DEFAULT_MAX_PARALLEL_SYNCS,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLEL_SYNCS_LIMIT)],
     )
+    # the dbt target its git and dbt tasks run on (null: it has none); RESTRICT: a target a pipeline uses stays
+    target = models.ForeignKey(DbtTarget, on_delete=models.RESTRICT, null=True, blank=True, related_name="dataflows")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

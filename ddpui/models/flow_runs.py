@@ -12,6 +12,8 @@ class PrefectFlowRun(models.Model):
     deployment_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
     org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="flow_runs", null=True, blank=True)
     name = models.CharField(max_length=200, blank=True, default="")
+    # the dbt target the run's git and dbt tasks ran on ("" when it had none); a name, so history outlives the target
+    target_name = models.CharField(max_length=32, blank=True, default="")
     state_type = models.CharField(max_length=32, blank=True, default="")
     state_name = models.CharField(max_length=64, blank=True, default="")
     state_message = models.TextField(blank=True, default="")

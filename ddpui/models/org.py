@@ -1,9 +1,11 @@
-"""Tenants, memberships, and the org-level resources: warehouse, dbt project, persisted Prefect blocks."""
+"""Tenants, memberships, and the org-level resources: warehouses, dbt project and its targets, persisted Prefect
+blocks."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
 from django.db.models.functions import Lower
 
 from ddpcontract.warehouses import WAREHOUSES
@@ -50,9 +52,11 @@ WarehouseType.__doc__ = "The warehouse types of the registry (ddpcontract.wareho
 
 
 class OrgWarehouse(models.Model):
-    """The org's warehouse. Credentials are never stored here: only the name of the Secret block."""
+    """One of the org's warehouses, each its own Airbyte destination and credentials Secret block. Credentials are
+    never stored here: only the name of the Secret block. The first one (lowest id) is the org's default: every
+    answer the web app reads about "the" warehouse means it."""
 
-    org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="warehouse")
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="warehouses")
     wtype = models.CharField(max_length=16, choices=WarehouseType.choices)
     name = models.CharField(max_length=100, blank=True, default="")
     credentials_block_name = models.CharField(max_length=200)
@@ -61,8 +65,12 @@ class OrgWarehouse(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="unique_warehouse_name_per_org")]
+
     def __str__(self) -> str:
-        return f"{self.org.slug}: {self.wtype}"
+        return f"{self.org.slug}: {self.name or self.wtype} ({self.wtype})"
 
 
 class OrgPrefectBlockv1(models.Model):
@@ -85,22 +93,52 @@ class OrgPrefectBlockv1(models.Model):
 
 
 class OrgDbt(models.Model):
-    """The org's dbt project: where it comes from, where it lives on disk, and its CLI profile block."""
+    """The org's dbt project: where it comes from (git URL, Secret block of the pull URL, branch) and Django's own
+    clone of it. Where it runs is its targets' business (DbtTarget)."""
 
     org = models.OneToOneField(Org, on_delete=models.CASCADE, related_name="dbt")
     gitrepo_url = models.CharField(max_length=500, null=True, blank=True)
     gitrepo_access_token_secret = models.CharField(
         max_length=200, null=True, blank=True, help_text="name of the Secret block holding the tokenised git URL"
     )
-    project_dir = models.CharField(max_length=500)
-    dbt_venv = models.CharField(max_length=500, null=True, blank=True, help_text="virtualenv whose bin/ holds dbt")
-    target_type = models.CharField(max_length=16, choices=WarehouseType.choices, null=True, blank=True)
-    default_schema = models.CharField(max_length=100, null=True, blank=True)
-    cli_profile_block = models.ForeignKey(
-        OrgPrefectBlockv1, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    gitrepo_branch = models.CharField(
+        max_length=200, null=True, blank=True, help_text="the branch the workspace tracks (empty: the remote's default)"
     )
+    project_dir = models.CharField(max_length=500, help_text="Django's own clone (workers make their own copies)")
+    dbt_venv = models.CharField(max_length=500, null=True, blank=True, help_text="virtualenv whose bin/ holds dbt")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"{self.org.slug}: {self.gitrepo_url or self.project_dir}"
+
+
+class DbtTarget(models.Model):
+    """A named dbt target of the org's workspace (e.g. dev, prod): the schema dbt builds into, the warehouse it
+    builds in, and its own dbt CLI profile block (a Secret holding the profile JSON, credentials included). One
+    target is the default: the one made with the workspace, used wherever no target is named."""
+
+    dbt = models.ForeignKey(OrgDbt, on_delete=models.CASCADE, related_name="targets")
+    name = models.CharField(max_length=32, help_text="the dbt target name (dbt --target)")
+    schema = models.CharField(max_length=100)
+    # SET_NULL: a warehouse deleted by an operator leaves the target without one, which every run refuses
+    warehouse = models.ForeignKey(
+        OrgWarehouse, on_delete=models.SET_NULL, null=True, blank=True, related_name="targets"
+    )
+    profile_block = models.ForeignKey(
+        OrgPrefectBlockv1, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["dbt", "name"], name="unique_target_name_per_workspace"),
+            models.UniqueConstraint(fields=["dbt"], condition=Q(is_default=True), name="one_default_target"),
+            models.UniqueConstraint(F("warehouse"), Lower("schema"), name="unique_target_schema_per_warehouse"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.schema})"

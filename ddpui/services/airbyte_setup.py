@@ -392,8 +392,15 @@ def _namespace(destination_schema: str | None) -> dict:
     return {"namespaceDefinition": "customformat", "namespaceFormat": destination_schema}
 
 
-def _warehouse_destination(org: Org) -> OrgWarehouse:
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
+def _warehouse_destination(org: Org, destination_id: str | None = None) -> OrgWarehouse:
+    """The warehouse a connection writes into: the one of that destination, else the org's default one."""
+    warehouses = OrgWarehouse.objects.filter(org=org).order_by("id")
+    if destination_id:
+        warehouse = warehouses.filter(airbyte_destination_id=destination_id).first()
+        if warehouse is None:
+            raise InvalidInput(f"destinationId {destination_id} is not one of your organization's warehouses")
+        return warehouse
+    warehouse = warehouses.first()
     if warehouse is None or not warehouse.airbyte_destination_id:
         raise InvalidInput("your organization has no warehouse: create it before its connections")
     return warehouse
@@ -419,13 +426,15 @@ def connection_create(
     streams: list[StreamChoice] | None = None,
     destination_schema: str | None = None,
     freshness_limit_hours: int | None = None,
+    destination_id: str | None = None,
 ) -> ConnectionDetail:
-    """The Airbyte connection, its sync task and its manual dataflow (a deployment syncing only it), with
-    an optional freshness limit. Every choice is checked before Airbyte or Prefect is asked for anything."""
+    """The Airbyte connection (into the warehouse of `destination_id`, by default the org's default warehouse),
+    its sync task and its manual dataflow (a deployment syncing only it), with an optional freshness limit. Every
+    choice is checked before Airbyte or Prefect is asked for anything."""
     name = _clean_name(name, "connection")
     if freshness_limit_hours is not None:
         _check_limit(freshness_limit_hours)
-    warehouse = _warehouse_destination(org)
+    warehouse = _warehouse_destination(org, destination_id)
     namespace = _namespace(destination_schema)
     source_get(org=org, source_id=source_id)
     discovered, catalog_id = _discovered(org, source_id)
@@ -676,7 +685,9 @@ def _pipelines_without(orgtask: OrgTask) -> list[tuple[OrgDataFlowv1, list[OrgTa
     pipelines = list(
         OrgDataFlowv1.objects.filter(
             dataflow_orgtasks__orgtask=orgtask, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE
-        ).distinct()
+        )
+        .select_related("target__warehouse", "target__profile_block")
+        .distinct()
     )
     if not pipelines:
         return []
@@ -684,18 +695,20 @@ def _pipelines_without(orgtask: OrgTask) -> list[tuple[OrgDataFlowv1, list[OrgTa
     by_pipeline: dict[int, list[OrgTask]] = {}
     for link in links:
         by_pipeline.setdefault(link.dataflow_id, []).append(link.orgtask)
-    context = task_config.OrgContext(orgtask.org)
 
-    def parameters(pipeline: OrgDataFlowv1, tasks: list[OrgTask]) -> dict:
+    def parameters(context: task_config.OrgContext, pipeline: OrgDataFlowv1, tasks: list[OrgTask]) -> dict:
         return context.parameters(
             [context.task(t, seq) for seq, t in enumerate(tasks)], max_parallel_syncs=pipeline.max_parallel_syncs
         )
 
     plans = []
     for pipeline in pipelines:
+        context = task_config.OrgContext(orgtask.org, pipeline.target)  # its git and dbt tasks stay on its target
         tasks = by_pipeline.get(pipeline.id, [])
         remaining = [t for t in tasks if t.id != orgtask.id]
-        plans.append((pipeline, remaining, parameters(pipeline, tasks), parameters(pipeline, remaining)))
+        plans.append(
+            (pipeline, remaining, parameters(context, pipeline, tasks), parameters(context, pipeline, remaining))
+        )
     return plans
 
 

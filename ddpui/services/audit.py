@@ -49,6 +49,9 @@ class AuditAction(StrEnum):
     DBT_WORKSPACE_DELETED = "dbt_workspace.deleted"
     ALERTS_WEBHOOK_SET = "alerts_webhook.set"
     ALERTS_WEBHOOK_REMOVED = "alerts_webhook.removed"
+    DBT_TARGET_CREATED = "dbt_target.created"
+    DBT_TARGET_UPDATED = "dbt_target.updated"
+    DBT_TARGET_DELETED = "dbt_target.deleted"
 
 
 def audit_record(

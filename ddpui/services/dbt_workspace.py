@@ -24,7 +24,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from ddpui.errors import Conflict, InvalidInput, NotFound
-from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
+from ddpui.models.dataflows import OrgDataFlowv1
+from ddpui.models.org import DbtTarget, Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
 from ddpui.models.progress import TaskProgress
 from ddpui.models.tasks import OrgTask
 from ddpui.prefect_client import get_proxy
@@ -32,15 +33,14 @@ from ddpui.services import background, locks
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.background import Progress
 from ddpui.services.orgs import block_name_for, prefect_block_delete
-from ddpui.services.transform_tasks import (
-    DBT_TARGET,
-    TRANSFORM_TYPES,
+from ddpui.services.targets import (
+    DEFAULT_TARGET_NAME,
     dbt_profile_name,
-    orgtasks_refuse_if_used,
-    task_deployments_delete,
+    schema_check,
+    target_default,
 )
+from ddpui.services.transform_tasks import TRANSFORM_TYPES, orgtasks_refuse_if_used, task_deployments_delete
 from ddpui.services.undo import UndoStack
-from ddpui.services.warehouse import profile_block_get
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +49,8 @@ ALREADY_EXISTS = "your organization already has a dbt workspace: delete it first
 RESOURCE = "dbt-workspace"
 BUSY = "the dbt workspace is being set up or changed by another task: wait for it to finish (GET /api/tasks/{id})"
 REDACTED = "***"
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _ALLOWED_SCHEMES = {"http", "https", "ssh", "git", "file"}
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
-
-
-def _check_schema(schema: str) -> str:
-    schema = (schema or "").strip()
-    if not _SCHEMA.match(schema):
-        raise InvalidInput("the schema must be a plain SQL identifier (letters, digits, underscores)")
-    return schema
 
 
 def _check_repo_url(url: str) -> str:
@@ -118,6 +110,13 @@ def _clone(*, url: str, plain_url: str, token: str | None, target: Path) -> None
     _git("remote", "set-url", "origin", plain_url, cwd=target)
 
 
+def _branch_of(clone: Path) -> str | None:
+    """The branch a fresh clone is on (the remote's default): the branch the workspace tracks."""
+    done = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=clone)
+    branch = done.stdout.strip()
+    return branch if done.returncode == 0 and branch and branch != "HEAD" else None
+
+
 def _remove_dir(path: Path) -> None:
     root = Path(settings.CLIENT_DBT_ROOT).resolve()
     path = path.resolve()
@@ -130,7 +129,7 @@ def project_dir_for(org: Org) -> Path:
 
 
 def dbt_workspace_find(*, org: Org) -> OrgDbt | None:
-    return OrgDbt.objects.select_related("cli_profile_block").filter(org=org).first()
+    return OrgDbt.objects.filter(org=org).first()
 
 
 def dbt_workspace_get(*, org: Org) -> OrgDbt:
@@ -165,13 +164,13 @@ class _Setup:
     def __init__(self, *, org: Org, gitrepo_url: str, gitrepo_access_token: str | None, default_schema: str):
         if OrgDbt.objects.filter(org=org).exists():
             raise Conflict(ALREADY_EXISTS)
-        warehouse = OrgWarehouse.objects.filter(org=org).first()
+        warehouse = OrgWarehouse.objects.filter(org=org).order_by("id").first()
         if warehouse is None:
             raise InvalidInput("your organization has no warehouse: create it before the dbt workspace")
         self.org = org
-        self.target_type = warehouse.wtype
+        self.warehouse = warehouse
         self.plain_url = _check_repo_url(gitrepo_url)
-        self.schema = _check_schema(default_schema)
+        self.schema = schema_check(default_schema)
         self.token = (gitrepo_access_token or "").strip() or None
         self.pull_url = tokenised_url(self.plain_url, self.token)
 
@@ -189,7 +188,11 @@ class _Setup:
             progress.step(f"saving the git pull URL in the Prefect Secret block {block_name}")
             secret = get_proxy().blocks.secret.create(blockName=block_name, secret=self.pull_url)
             undo.push("git pull URL block", lambda: prefect_block_delete(block_id=secret.block_id))
-            progress.step(f"recording the workspace (target type {self.target_type}, schema {self.schema})")
+            branch = _branch_of(staging)
+            progress.step(
+                f"recording the workspace (branch {branch or 'the default'}, target {DEFAULT_TARGET_NAME} in schema "
+                f"{self.schema} of the warehouse {self.warehouse.name})"
+            )
             try:
                 with transaction.atomic():
                     OrgPrefectBlockv1.objects.create(
@@ -198,14 +201,17 @@ class _Setup:
                         block_id=secret.block_id,
                         block_name=secret.block_name,
                     )
-                    OrgDbt.objects.create(
+                    dbt = OrgDbt.objects.create(
                         org=org,
                         gitrepo_url=self.plain_url,
                         gitrepo_access_token_secret=secret.block_name,
+                        gitrepo_branch=branch,
                         project_dir=str(project_dir),
                         dbt_venv=str(settings.DBT_VENV),
-                        target_type=self.target_type,
-                        default_schema=self.schema,
+                    )
+                    # its profile block is made with the transform tasks
+                    DbtTarget.objects.create(
+                        dbt=dbt, name=DEFAULT_TARGET_NAME, schema=self.schema, warehouse=self.warehouse, is_default=True
                     )
                     audit_record(
                         org=org,
@@ -278,17 +284,16 @@ def dbt_repository_change_start(
             progress.step(f"cloning {plain_url}")
             _clone(url=pull_url, plain_url=plain_url, token=token, target=staging)
             progress.step("replacing the clone and the git pull URL")
+            branch = _branch_of(staging)
             with transaction.atomic():
-                current = (
-                    OrgDbt.objects.select_for_update(of=("self",)).select_related("cli_profile_block").get(id=dbt.id)
-                )
+                current = OrgDbt.objects.select_for_update().select_related("org").get(id=dbt.id)
                 if project_dir.exists():
                     project_dir.rename(previous)
                     undo.push("the previous clone", lambda: _restore(previous, project_dir))
                 staging.rename(project_dir)
                 old_url = current.gitrepo_url
-                current.gitrepo_url = plain_url
-                current.save(update_fields=["gitrepo_url", "updated_at"])
+                current.gitrepo_url, current.gitrepo_branch = plain_url, branch
+                current.save(update_fields=["gitrepo_url", "gitrepo_branch", "updated_at"])
                 audit_record(
                     org=org,
                     orguser=actor,
@@ -298,18 +303,23 @@ def dbt_repository_change_start(
                     details={"from": old_url, "to": plain_url},
                 )
                 proxy = get_proxy()
-                if current.cli_profile_block_id is not None:
-                    # the new project may ask for another profile name (dbt_project.yml `profile:`)
-                    profile = current.cli_profile_block.block_name
+                # the new project may ask for another profile name (dbt_project.yml `profile:`): every target's
+                # profile follows
+                profiled = list(
+                    DbtTarget.objects.filter(dbt=current, profile_block__isnull=False).select_related("profile_block")
+                )
 
-                    def profile_named(directory: Path) -> None:
-                        name = dbt_profile_name(str(directory), org.slug)
+                def profiles_named(directory: Path) -> None:
+                    name = dbt_profile_name(str(directory), org.slug)
+                    for target in profiled:
                         proxy.blocks.dbt_cli_profile.update(
-                            cli_profile_block_name=profile, profile={"name": name, "target": DBT_TARGET}
+                            cli_profile_block_name=target.profile_block.block_name,
+                            profile={"name": name, "target": target.name},
                         )
 
-                    profile_named(project_dir)
-                    undo.push("the dbt profile's name", lambda: profile_named(previous))
+                if profiled:
+                    profiles_named(project_dir)
+                    undo.push("the dbt profiles' name", lambda: profiles_named(previous))
                 # last: a Secret cannot be read back, so this write is the one step with no undo
                 proxy.blocks.secret.update(blockName=current.gitrepo_access_token_secret, secret=pull_url)
         _remove_dir(previous)
@@ -325,32 +335,45 @@ def _restore(previous: Path, project_dir: Path) -> None:
 
 
 def dbt_schema_update(*, org: Org, actor: OrgUser | None, schema: str) -> OrgDbt:
-    """The workspace's target schema, and the dbt profile's when the transform tasks use it."""
-    schema = _check_schema(schema)
+    """The schema of the workspace's default target (what the web app calls the workspace's schema), and its dbt
+    profile's when it has one. Another target building in that schema of the same warehouse is a 409."""
+    schema = schema_check(schema)
+    dbt = dbt_workspace_get(org=org)
+    target = target_default(org=org)
+    if target is None:
+        raise NotFound("your dbt workspace has no default target")
+    if target.warehouse is not None:
+        other = (
+            DbtTarget.objects.filter(warehouse=target.warehouse, schema__iexact=schema).exclude(id=target.id).first()
+        )
+        if other is not None:
+            raise Conflict(
+                f"target '{other.name}' already builds in schema '{other.schema}' of the warehouse "
+                f"'{target.warehouse.name}': two targets in one warehouse need two schemas"
+            )
     with transaction.atomic():
-        dbt = dbt_workspace_get(org=org)
-        old = dbt.default_schema
-        dbt.default_schema = schema
-        dbt.save(update_fields=["default_schema", "updated_at"])
+        old = target.schema
+        target.schema = schema
+        target.save(update_fields=["schema", "updated_at"])
         audit_record(
             org=org,
             orguser=actor,
             action=AuditAction.DBT_WORKSPACE_SCHEMA_CHANGED,
             object_type="dbt_workspace",
             object_id=org.slug,
-            details={"from": old, "to": schema},
+            details={"from": old, "to": schema, "target": target.name},
         )
-        if dbt.cli_profile_block is not None:
+        if target.profile_block is not None:
             # inside the transaction: if the proxy refuses, the new schema is not stored either
             get_proxy().blocks.dbt_cli_profile.update(
-                cli_profile_block_name=dbt.cli_profile_block.block_name, target_schema=schema
+                cli_profile_block_name=target.profile_block.block_name, target_schema=schema
             )
     return dbt
 
 
 def dbt_workspace_delete(*, org: Org, actor: OrgUser | None) -> None:
     """Refused while pipelines use its tasks, a task runs, or a set-up task works on it. Removes the git URL
-    block and the dbt profile block (made by the transform tasks), the git and dbt tasks, the rows and the
+    block and its targets' dbt profile blocks, the git and dbt tasks, the rows (targets included) and the
     clone. The blocks go first and the rows last; a block already gone is skipped, so a delete that failed
     half-way can be sent again."""
     dbt = dbt_workspace_get(org=org)
@@ -359,21 +382,18 @@ def dbt_workspace_delete(*, org: Org, actor: OrgUser | None) -> None:
         raise Conflict(BUSY.format(id=running.task_id))
     orgtasks = list(OrgTask.objects.select_related("task").filter(org=org, task__type__in=TRANSFORM_TYPES))
     orgtasks_refuse_if_used(orgtasks, "the dbt workspace's tasks are")
-    blocks = [
-        block
-        for block in (
-            OrgPrefectBlockv1.objects.filter(
-                org=org, block_type=OrgPrefectBlockv1.BlockType.SECRET, block_name=dbt.gitrepo_access_token_secret
-            ).first(),
-            profile_block_get(org=org),
+    blocks = list(
+        OrgPrefectBlockv1.objects.filter(
+            org=org, block_type=OrgPrefectBlockv1.BlockType.SECRET, block_name=dbt.gitrepo_access_token_secret
         )
-        if block is not None
-    ]
+    ) + list(OrgPrefectBlockv1.objects.filter(id__in=DbtTarget.objects.filter(dbt=dbt).values("profile_block_id")))
     task_deployments_delete(org=org, orgtasks=orgtasks)  # the dbt-run tasks' own deployments
     for block in blocks:
         prefect_block_delete(block_id=block.block_id)
     with transaction.atomic():
         OrgTask.objects.filter(id__in=[task.id for task in orgtasks]).delete()
+        # pipelines of syncs only may still name a target: they keep running, without one
+        OrgDataFlowv1.objects.filter(target__dbt=dbt).update(target=None)
         dbt.delete()
         OrgPrefectBlockv1.objects.filter(id__in=[block.id for block in blocks]).delete()
         audit_record(

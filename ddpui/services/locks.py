@@ -1,8 +1,11 @@
 """The single owner of TaskLock rows: acquire all-or-none, attach a run, release, report status.
 
-The database enforces one lock per org task; acquiring inserts every lock in one statement inside a
-transaction, so two concurrent acquirers can never both succeed for a shared task. How a lock is shown
-(queued, running or locked; who holds it) is decided here too, once: `lock_state`.
+The rule, in plain words: **the same task on the same target is exclusive; on different targets it is not.** A
+git or dbt task runs on a dbt target (its own copy of the repository, its own schema), so it is locked per target:
+`dbt run` on dev and `dbt run` on prod can run at once, two `dbt run` on prod cannot. A sync task has no target
+and is locked alone. The database enforces one lock per (org task, target); acquiring inserts every lock in one
+statement inside a transaction, so two concurrent acquirers can never both succeed for a shared task. How a lock
+is shown (queued, running or locked; who holds it) is decided here too, once: `lock_state`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from ddpui.errors import Conflict
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.locks import TaskLock
-from ddpui.models.org import OrgUser
-from ddpui.models.tasks import OrgTask
+from ddpui.models.org import DbtTarget, OrgUser
+from ddpui.models.tasks import OrgTask, TaskType
+
+# the tasks that run on a target (locked per target); the others (syncs) are locked alone
+_TARGETED_TYPES = frozenset({TaskType.GIT, TaskType.DBT})
 
 
 class TaskLocked(Conflict):
@@ -35,42 +41,68 @@ def describe_lock(lock: TaskLock) -> str:
         holder += f" of pipeline '{lock.locking_dataflow.name}'"
     if lock.locked_by_id is not None and lock.locked_by is not None:
         holder += f" started by {lock.locked_by.user.email}"
+    on = f" on target {lock.target.name}" if lock.target_id is not None and lock.target is not None else ""
     return (
-        f"task {lock.orgtask.task.slug} ({lock.orgtask.uuid}) is locked by {holder} since {lock.locked_at.isoformat()}"
+        f"task {lock.orgtask.task.slug} ({lock.orgtask.uuid}){on} is locked by {holder} "
+        f"since {lock.locked_at.isoformat()}"
     )
 
 
-def _holders(orgtask_ids: Iterable[int]) -> list[TaskLock]:
+def _held(orgtask_ids: Iterable[int]) -> list[TaskLock]:
     return list(
         TaskLock.objects.filter(orgtask_id__in=list(orgtask_ids)).select_related(
-            "orgtask__task", "locking_dataflow", "locked_by__user"
+            "orgtask__task", "target", "locking_dataflow", "locked_by__user"
         )
     )
+
+
+def is_targeted(orgtask: OrgTask) -> bool:
+    """Whether the task runs on a dbt target (a git or dbt task), and is therefore locked per target."""
+    return orgtask.task.type in _TARGETED_TYPES
+
+
+def _keys(orgtasks: list[OrgTask], target: DbtTarget | None) -> list[tuple[int, int | None]]:
+    """(org task id, target id) of each lock to take: the target for git and dbt tasks (the org's default one when
+    none is given), none for syncs."""
+    targeted = [task for task in orgtasks if is_targeted(task)]
+    if targeted and target is None:
+        target = DbtTarget.objects.filter(dbt__org_id=targeted[0].org_id, is_default=True).first()
+    target_id = target.id if target is not None else None
+    return sorted({(task.id, target_id if is_targeted(task) else None) for task in orgtasks}, key=str)
 
 
 def locks_acquire(
     *,
     orgtasks: list[OrgTask],
+    target: DbtTarget | None = None,
     flow_run_id: str | None = None,
     locked_by: OrgUser | None = None,
     dataflow: OrgDataFlowv1 | None = None,
 ) -> list[TaskLock]:
-    """Locks every org task or none. Raises TaskLocked naming the holders when any is taken."""
-    ids = sorted({task.id for task in orgtasks})
-    if not ids:
+    """Locks every org task or none: each git or dbt task on `target` (the default target when none is given), each
+    sync alone. Raises TaskLocked naming the holders when any is taken."""
+    keys = _keys(orgtasks, target)
+    if not keys:
         return []
     try:
         with transaction.atomic():
             return TaskLock.objects.bulk_create(
                 [
                     TaskLock(
-                        orgtask_id=task_id, flow_run_id=flow_run_id, locked_by=locked_by, locking_dataflow=dataflow
+                        orgtask_id=task_id,
+                        target_id=target_id,
+                        flow_run_id=flow_run_id,
+                        locked_by=locked_by,
+                        locking_dataflow=dataflow,
                     )
-                    for task_id in ids
+                    for task_id, target_id in keys
                 ]
             )
     except IntegrityError:
-        holders = _holders(ids)
+        wanted = set(keys)
+        holders = [
+            lock for lock in _held({task_id for task_id, _ in keys}) if (lock.orgtask_id, lock.target_id) in wanted
+        ]
         if not holders:
             # the holder released between our insert and our read: report a retryable conflict
             raise TaskLocked("the tasks were locked a moment ago; try again", []) from None
@@ -100,9 +132,37 @@ def locks_held_by_dataflow(*, dataflow: OrgDataFlowv1) -> list[TaskLock]:
     return list(TaskLock.objects.filter(locking_dataflow=dataflow))
 
 
+def locks_on_target(*, target: DbtTarget) -> list[TaskLock]:
+    return list(
+        TaskLock.objects.filter(target=target).select_related(
+            "orgtask__task", "target", "locking_dataflow", "locked_by__user"
+        )
+    )
+
+
+def locks_held(*, orgtask_ids: Iterable[int]) -> list[TaskLock]:
+    """Every lock on these org tasks, whatever its target. One query."""
+    return _held(orgtask_ids)
+
+
 def locks_status(*, orgtask_ids: Iterable[int]) -> dict[int, TaskLock]:
-    """orgtask id -> its lock, for the tasks that are locked. One query."""
-    return {lock.orgtask_id: lock for lock in _holders(orgtask_ids)}
+    """orgtask id -> its lock, for the tasks that are locked; a task locked on several targets shows the default
+    target's lock, else its oldest. One query."""
+    status: dict[int, TaskLock] = {}
+    for lock in sorted(
+        _held(orgtask_ids), key=lambda lock: (not (lock.target is not None and lock.target.is_default), lock.locked_at)
+    ):
+        status.setdefault(lock.orgtask_id, lock)
+    return status
+
+
+def locks_for_target(held: Iterable[TaskLock], *, target_id: int | None) -> list[TaskLock]:
+    """Of locks on a pipeline's tasks, the ones that matter on its target: those on the target and the syncs'. A
+    pipeline without a target runs its git and dbt tasks (if any) on the default target. The locks come with their
+    target (`locks_held`): no query."""
+    if target_id is None:
+        return [lock for lock in held if lock.target_id is None or lock.target.is_default]
+    return [lock for lock in held if lock.target_id is None or lock.target_id == target_id]
 
 
 # who holds a lock that no user took: a scheduled run's, locked when Prefect started it (the web app shows
@@ -121,6 +181,7 @@ class LockState:
     locked_at: datetime
     locking_pipeline: str | None
     locking_dataflow_id: int | None
+    target: str | None  # the dbt target the locked task runs on; None for a sync
 
     def held_by(self, dataflow_id: int) -> bool:
         """The lock was taken by a run of this dataflow (the web app's `isRunning`)."""
@@ -148,6 +209,7 @@ def lock_state(lock: TaskLock, *, run_state: str | None = None, viewer_dataflow_
         locked_at=lock.locked_at,
         locking_pipeline=lock.locking_dataflow.name if lock.locking_dataflow_id is not None else None,
         locking_dataflow_id=lock.locking_dataflow_id,
+        target=lock.target.name if lock.target_id is not None else None,
     )
 
 

@@ -17,7 +17,7 @@ from ddpcontract.tasks import DEFAULT_MAX_PARALLEL_SYNCS, MAX_PARALLEL_SYNCS_LIM
 from ddpui.errors import Conflict, InvalidInput
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
-from ddpui.models.org import Org, OrgUser
+from ddpui.models.org import DbtTarget, Org, OrgUser
 from ddpui.models.tasks import OrgTask, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks, runs
@@ -29,6 +29,7 @@ from ddpui.services.alerts.freshness import (
 from ddpui.services.audit import AuditAction, audit_record
 from ddpui.services.cron import cron_check
 from ddpui.services.selectors import dataflow_get, dataflow_orgtasks, manual_dataflows_of
+from ddpui.services.targets import target_resolve
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 from ddpui.services.undo import UndoStack
 
@@ -59,6 +60,7 @@ class PipelineSummary:
     missing_in_prefect: bool
     last_run: api.FlowRun | None  # Prefect's newest run of the deployment, as the proxy reports it
     lock: locks.LockState | None
+    target: str | None  # the dbt target its git and dbt tasks run on
     last_successful_run: dict | None = None  # our newest record of a run with every task succeeded
 
     @property
@@ -75,6 +77,10 @@ class PipelineDetail:
     is_schedule_active: bool
     lock: locks.LockState | None
 
+    @property
+    def target(self) -> str | None:
+        return self.dataflow.target.name if self.dataflow.target_id is not None else None
+
 
 @dataclass(frozen=True)
 class PipelineOverview:
@@ -86,6 +92,7 @@ class PipelineOverview:
     cron: str | None
     runs: list[api.FlowRun]  # as the proxy reports them
     lock: locks.LockState | None
+    target: str | None
 
 
 def _validate_schedule(cron: str | None, timezone: str | None) -> tuple[str | None, str | None]:
@@ -148,6 +155,26 @@ def _store_links(dataflow: OrgDataFlowv1, orgtasks: list[OrgTask]) -> None:
     )
 
 
+def _pipeline_target(*, org: Org, orgtasks: list[OrgTask], name: str | None) -> DbtTarget | None:
+    """The target the pipeline's git and dbt tasks run on: the one named, else the default target; a pipeline of
+    syncs only has none unless it names one."""
+    if not name and not any(locks.is_targeted(task) for task in orgtasks):
+        return None
+    return target_resolve(org=org, name=name)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A create or update request, checked: what the pipeline becomes."""
+
+    name: str
+    cron: str | None
+    timezone: str | None
+    orgtasks: list[OrgTask]  # in run order
+    target: DbtTarget | None
+    parameters: dict
+
+
 def _prepare(
     *,
     org: Org,
@@ -157,7 +184,8 @@ def _prepare(
     cron,
     timezone,
     max_parallel_syncs: int,
-) -> tuple[str, str | None, str | None, list[OrgTask], dict]:
+    target: str | None,
+) -> _Checked:
     """Validates a create/update request and builds its run order and deployment parameters."""
     name = (name or "").strip()
     if not name or len(name) > 100:
@@ -166,8 +194,11 @@ def _prepare(
         raise InvalidInput(f"maxParallelSyncs must be 1 to {MAX_PARALLEL_SYNCS_LIMIT} (1: one task after the other)")
     cron, timezone = _validate_schedule(cron, timezone)
     orgtasks = _resolve_tasks(org=org, connections=connections, transform_tasks=transform_tasks)
-    parameters = deployment_parameters(org=org, orgtasks=orgtasks, max_parallel_syncs=max_parallel_syncs)
-    return name, cron, timezone, orgtasks, parameters
+    resolved = _pipeline_target(org=org, orgtasks=orgtasks, name=target)
+    parameters = deployment_parameters(
+        org=org, orgtasks=orgtasks, target=resolved, max_parallel_syncs=max_parallel_syncs
+    )
+    return _Checked(name, cron, timezone, orgtasks, resolved, parameters)
 
 
 def pipeline_create(
@@ -180,10 +211,12 @@ def pipeline_create(
     cron: str | None,
     timezone: str | None = None,
     max_parallel_syncs: int | None = None,
+    target: str | None = None,
 ) -> OrgDataFlowv1:
-    """`max_parallel_syncs`: how many of its Airbyte syncs run at once (default 4; 1: every task in turn)."""
+    """A pipeline whose git and dbt tasks run on `target` (a target's name; the default target when None);
+    `max_parallel_syncs`: how many of its Airbyte syncs run at once (default 4; 1: every task in turn)."""
     max_parallel_syncs = max_parallel_syncs or DEFAULT_MAX_PARALLEL_SYNCS
-    name, cron, timezone, orgtasks, parameters = _prepare(
+    checked = _prepare(
         org=org,
         name=name,
         connections=connections,
@@ -191,12 +224,18 @@ def pipeline_create(
         cron=cron,
         timezone=timezone,
         max_parallel_syncs=max_parallel_syncs,
+        target=target,
     )
+    name = checked.name
     deployment_name = f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}-{uuid.uuid4().hex[:8]}"
     with UndoStack(f"creating the pipeline '{name}' of {org.slug}") as undo:
         # the deployment first: if the proxy fails, nothing has been stored
         deployment = get_proxy().deployments.create(
-            name=deployment_name, org_slug=org.slug, parameters=parameters, cron=cron, timezone=timezone
+            name=deployment_name,
+            org_slug=org.slug,
+            parameters=checked.parameters,
+            cron=checked.cron,
+            timezone=checked.timezone,
         )
         undo.push(f"deployment {deployment.id}", deployment.delete)  # no orphan deployment
         with transaction.atomic():
@@ -205,19 +244,25 @@ def pipeline_create(
                 name=name,
                 deployment_id=deployment.id,
                 deployment_name=deployment_name,
-                cron=cron,
-                timezone=timezone,
+                cron=checked.cron,
+                timezone=checked.timezone,
                 dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE,
                 max_parallel_syncs=max_parallel_syncs,
+                target=checked.target,
             )
-            _store_links(dataflow, orgtasks)
+            _store_links(dataflow, checked.orgtasks)
             audit_record(
                 org=org,
                 orguser=orguser,
                 action=AuditAction.PIPELINE_CREATED,
                 object_type="pipeline",
                 object_id=deployment.id,
-                details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
+                details={
+                    "name": name,
+                    "cron": checked.cron,
+                    "tasks": [t.task.slug for t in checked.orgtasks],
+                    "target": checked.target.name if checked.target else None,
+                },
             )
     return dataflow
 
@@ -242,13 +287,18 @@ def pipeline_update(
     cron: str | None,
     timezone: str | None = None,
     max_parallel_syncs: int | None = None,
+    target: str | None = None,
 ) -> OrgDataFlowv1:
-    """`max_parallel_syncs` None keeps the pipeline's."""
+    """Rebuilds the pipeline's tasks, parameters and schedule. `max_parallel_syncs` None keeps the pipeline's;
+    `target` None keeps the pipeline's target (the web app's edit form knows none)."""
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
     _refuse_while_running(dataflow, "update")
     old_max_parallel_syncs = dataflow.max_parallel_syncs
     max_parallel_syncs = max_parallel_syncs or old_max_parallel_syncs
-    name, cron, timezone, orgtasks, parameters = _prepare(
+    old_target = dataflow.target
+    if target is None and old_target is not None:
+        target = old_target.name
+    checked = _prepare(
         org=org,
         name=name,
         connections=connections,
@@ -256,6 +306,7 @@ def pipeline_update(
         cron=cron,
         timezone=timezone,
         max_parallel_syncs=max_parallel_syncs,
+        target=target,
     )
     deployment = get_proxy().deployment(dataflow.deployment_id)
     if deployment.get().entrypoint == Entrypoint.LEGACY_PIPELINE:
@@ -265,27 +316,33 @@ def pipeline_update(
             "(migrate_blocks_to_tasks --switch-entrypoint, docs/migration.md) before editing it"
         )
     old_parameters = deployment_parameters(
-        org=org, orgtasks=dataflow_orgtasks(dataflow), max_parallel_syncs=old_max_parallel_syncs
+        org=org, orgtasks=dataflow_orgtasks(dataflow), target=old_target, max_parallel_syncs=old_max_parallel_syncs
     )
     old_cron, old_timezone = dataflow.cron, dataflow.timezone
     with UndoStack(f"updating the pipeline '{dataflow.name}' of {org.slug}") as undo:
-        deployment.update(parameters=parameters, cron=cron, timezone=timezone)
+        deployment.update(parameters=checked.parameters, cron=checked.cron, timezone=checked.timezone)
         undo.push(
             f"parameters and schedule of deployment {dataflow.deployment_id}",
             lambda: deployment.update(parameters=old_parameters, cron=old_cron, timezone=old_timezone),
         )
         with transaction.atomic():
-            dataflow.name, dataflow.cron, dataflow.timezone = name, cron, timezone
+            dataflow.name, dataflow.cron, dataflow.timezone = checked.name, checked.cron, checked.timezone
             dataflow.max_parallel_syncs = max_parallel_syncs
-            dataflow.save(update_fields=["name", "cron", "timezone", "max_parallel_syncs", "updated_at"])
-            _store_links(dataflow, orgtasks)
+            dataflow.target = checked.target
+            dataflow.save(update_fields=["name", "cron", "timezone", "max_parallel_syncs", "target", "updated_at"])
+            _store_links(dataflow, checked.orgtasks)
             audit_record(
                 org=org,
                 orguser=orguser,
                 action=AuditAction.PIPELINE_UPDATED,
                 object_type="pipeline",
                 object_id=dataflow.deployment_id,
-                details={"name": name, "cron": cron, "tasks": [t.task.slug for t in orgtasks]},
+                details={
+                    "name": checked.name,
+                    "cron": checked.cron,
+                    "tasks": [t.task.slug for t in checked.orgtasks],
+                    "target": checked.target.name if checked.target else None,
+                },
             )
     return dataflow
 
@@ -328,7 +385,7 @@ def _override_parameters(*, org: Org, dataflow: OrgDataFlowv1, orgtasks: list[Or
     for token in list(flags or []) + [str(k) for k in (options or {})] + [str(v) for v in (options or {}).values()]:
         if not _SAFE_TOKEN.match(token):
             raise InvalidInput(f"'{token}' is not allowed in a dbt flag or option")
-    context = OrgContext(org)
+    context = OrgContext(org, dataflow.target)
     tasks = []
     for seq, orgtask in enumerate(orgtasks):
         if orgtask.task.type != TaskType.DBT:
@@ -360,19 +417,45 @@ def pipeline_run(
 
 
 def _representative_lock(held: list, dataflow_id: int):
-    """Of the locks on a pipeline's tasks, the one to show: its own run's if it has one."""
+    """Of the locks on a pipeline's tasks (on its target), the one to show: its own run's if it has one."""
     own = [lock for lock in held if lock.locking_dataflow_id == dataflow_id]
     return own[0] if own else (held[0] if held else None)
 
 
+def _pipeline_lock(held_by_task: dict[int, list], task_ids: list[int], dataflow_id: int, target_id: int | None):
+    """The lock to show for a pipeline: of the locks on its tasks that apply on its target (the same task on another
+    target does not hold it up), its own run's if it has one."""
+    relevant = locks.locks_for_target(
+        [lock for task_id in task_ids for lock in held_by_task.get(task_id, [])], target_id=target_id
+    )
+    return _representative_lock(relevant, dataflow_id)
+
+
+def _locks_by_task(task_ids) -> dict[int, list]:
+    held: dict[int, list] = {}
+    for lock in locks.locks_held(orgtask_ids=task_ids):
+        held.setdefault(lock.orgtask_id, []).append(lock)
+    return held
+
+
 def pipelines_list(*, org: Org) -> list[PipelineSummary]:
-    """Every orchestrate pipeline with schedule, last run and lock: at most 4 queries and 2 proxy calls, whatever the
-    count."""
+    """Every orchestrate pipeline with schedule, last run, lock and target: at most 4 queries and 2 proxy calls,
+    whatever the count."""
     dataflows = list(
         OrgDataFlowv1.objects.filter(org=org, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE)
         .order_by("name")
         .annotate(**last_successful_run_fields())  # in the same query
-        .values("id", "name", "deployment_id", "deployment_name", "cron", "timezone", *LAST_SUCCESSFUL_RUN_FIELDS)
+        .values(
+            "id",
+            "name",
+            "deployment_id",
+            "deployment_name",
+            "cron",
+            "timezone",
+            "target_id",
+            "target__name",
+            *LAST_SUCCESSFUL_RUN_FIELDS,
+        )
     )
     if not dataflows:
         return []
@@ -382,16 +465,15 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
     states = proxy.deployments.schedule_states(deployment_ids=ids)
     last_runs = {r.deployment_id: r for r in proxy.flow_runs.filter(deployment_ids=ids, limit_per_deployment=1)}
     paused, missing_ids = set(states.paused), set(states.missing)
-    held = locks.locks_status(orgtask_ids={task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
-    run_states = locks.lock_run_states(held=held.values(), observed_runs=last_runs.values())
+    held = _locks_by_task({task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
+    run_states = locks.lock_run_states(
+        held=[lock for task_locks in held.values() for lock in task_locks], observed_runs=last_runs.values()
+    )
     result = []
     for dataflow in dataflows:
         deployment_id = dataflow["deployment_id"]
         missing = deployment_id in missing_ids
-        lock = _representative_lock(
-            [held[task_id] for task_id in task_ids_by_dataflow.get(dataflow["id"], []) if task_id in held],
-            dataflow["id"],
-        )
+        lock = _pipeline_lock(held, task_ids_by_dataflow.get(dataflow["id"], []), dataflow["id"], dataflow["target_id"])
         result.append(
             PipelineSummary(
                 dataflow_id=dataflow["id"],
@@ -408,6 +490,7 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
                     lock, run_state=run_states.get(lock.flow_run_id or ""), viewer_dataflow_id=dataflow["id"]
                 ),
                 last_successful_run=last_successful_run_of(dataflow),
+                target=dataflow["target__name"],
             )
         )
     return result
@@ -428,8 +511,8 @@ def pipeline_detail(*, org: Org, deployment_id: str) -> PipelineDetail:
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
     orgtasks = dataflow_orgtasks(dataflow)
     deployment = get_proxy().deployment(dataflow.deployment_id).get()
-    held = locks.locks_status(orgtask_ids=[t.id for t in orgtasks])
-    lock = _representative_lock(list(held.values()), dataflow.id)
+    held = _locks_by_task([t.id for t in orgtasks])
+    lock = _pipeline_lock(held, [t.id for t in orgtasks], dataflow.id, dataflow.target_id)
     syncs = [t for t in orgtasks if t.task.type == TaskType.AIRBYTE]
     # a connection's name is its sync's manual dataflow's (kept in step with Airbyte): no Airbyte call
     manual = manual_dataflows_of(org=org, orgtask_ids=[t.id for t in syncs]) if syncs else {}
@@ -449,12 +532,12 @@ def pipeline_detail(*, org: Org, deployment_id: str) -> PipelineDetail:
 
 
 def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> list[PipelineOverview]:
-    """Every orchestrate pipeline with its newest runs and its lock: at most 4 queries and 1 proxy call, whatever the
-    count."""
+    """Every orchestrate pipeline with its newest runs, its lock and its target: at most 4 queries and 1 proxy call,
+    whatever the count."""
     dataflows = list(
         OrgDataFlowv1.objects.filter(org=org, dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE)
         .order_by("name")
-        .values("id", "name", "deployment_id", "deployment_name", "cron")
+        .values("id", "name", "deployment_id", "deployment_name", "cron", "target_id", "target__name")
     )
     if not dataflows:
         return []
@@ -463,15 +546,14 @@ def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> l
     runs_by_deployment: dict[str, list[api.FlowRun]] = {}
     for run in get_proxy().flow_runs.filter(deployment_ids=ids, limit_per_deployment=runs_per_pipeline):
         runs_by_deployment.setdefault(str(run.deployment_id), []).append(run)
-    held = locks.locks_status(orgtask_ids={task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
+    held = _locks_by_task({task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
     observed = [run for runs_of in runs_by_deployment.values() for run in runs_of[:1]]
-    run_states = locks.lock_run_states(held=held.values(), observed_runs=observed)
+    run_states = locks.lock_run_states(
+        held=[lock for task_locks in held.values() for lock in task_locks], observed_runs=observed
+    )
     result = []
     for dataflow in dataflows:
-        lock = _representative_lock(
-            [held[task_id] for task_id in task_ids_by_dataflow.get(dataflow["id"], []) if task_id in held],
-            dataflow["id"],
-        )
+        lock = _pipeline_lock(held, task_ids_by_dataflow.get(dataflow["id"], []), dataflow["id"], dataflow["target_id"])
         result.append(
             PipelineOverview(
                 name=dataflow["name"],
@@ -483,6 +565,7 @@ def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> l
                 and locks.lock_state(
                     lock, run_state=run_states.get(lock.flow_run_id or ""), viewer_dataflow_id=dataflow["id"]
                 ),
+                target=dataflow["target__name"],
             )
         )
     return result

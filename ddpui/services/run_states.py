@@ -33,7 +33,7 @@ from ddpcontract.states import is_terminal as is_terminal
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.locks import TaskLock
-from ddpui.models.org import Org, OrgUser
+from ddpui.models.org import DbtTarget, Org, OrgUser
 from ddpui.models.tasks import OrgTask
 from ddpui.prefect_client import ProxyError, ProxyNotFound, ProxyUnavailable, get_proxy
 from ddpui.services import locks
@@ -70,6 +70,11 @@ def _reported(run: api.FlowRun | Mapping[str, Any]) -> dict[str, Any]:
     return run.model_dump() if isinstance(run, api.FlowRun) else dict(run)
 
 
+def _dataflow_target_name(deployment_id: str) -> str:
+    name = OrgDataFlowv1.objects.filter(deployment_id=deployment_id).values_list("target__name", flat=True).first()
+    return name or ""
+
+
 def _record(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[PrefectFlowRun, bool]:
     """Records the report in one transaction: the run's row, lock release at its end, audit, alerts, freshness."""
     run = _reported(run)
@@ -80,6 +85,9 @@ def _record(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[P
             flow_run_id=flow_run_id,
             defaults={"org": org, "deployment_id": str(run.get("deployment_id") or "") or None},
         )
+        if created and record.deployment_id:
+            # a run of a deployment (e.g. a scheduled one) ran on its dataflow's target
+            record.target_name = _dataflow_target_name(record.deployment_id)
         already_terminal = is_terminal(record.state_type)
         changed = created
         if (
@@ -185,6 +193,7 @@ def runs_refresh(*, flow_run_ids: list[str]) -> dict[str, PrefectFlowRun | None]
 def locks_acquire_or_heal(
     *,
     orgtasks: list[OrgTask],
+    target: DbtTarget | None = None,
     flow_run_id: str | None = None,
     locked_by: OrgUser | None = None,
     dataflow: OrgDataFlowv1 | None = None,
@@ -192,8 +201,15 @@ def locks_acquire_or_heal(
     """`locks.locks_acquire`, except that a conflict with runs Prefect says are over (or no longer has) —
     their end notification was lost — is repaired on the spot and the locks taken. Raises TaskLocked when a
     live run holds them (or a run that is still starting)."""
+    acquire = {
+        "orgtasks": orgtasks,
+        "target": target,
+        "flow_run_id": flow_run_id,
+        "locked_by": locked_by,
+        "dataflow": dataflow,
+    }
     try:
-        return locks.locks_acquire(orgtasks=orgtasks, flow_run_id=flow_run_id, locked_by=locked_by, dataflow=dataflow)
+        return locks.locks_acquire(**acquire)
     except locks.TaskLocked as conflict:
         holder_runs = sorted({lock.flow_run_id for lock in conflict.holders if lock.flow_run_id})
         if not holder_runs:
@@ -205,7 +221,7 @@ def locks_acquire_or_heal(
         if all(record is not None and not is_terminal(record.state_type) for record in refreshed.values()):
             raise
         logger.info("released locks of finished run(s) %s whose end was not notified", holder_runs)
-    return locks.locks_acquire(orgtasks=orgtasks, flow_run_id=flow_run_id, locked_by=locked_by, dataflow=dataflow)
+    return locks.locks_acquire(**acquire)
 
 
 def _lock_live_run(*, dataflow: OrgDataFlowv1, run: dict) -> tuple[api.FlowRun | dict, str]:
@@ -226,7 +242,7 @@ def _lock_live_run(*, dataflow: OrgDataFlowv1, run: dict) -> tuple[api.FlowRun |
             return run, "attached to the trigger's locks"
     orgtasks = dataflow_orgtasks(dataflow)
     try:
-        locks_acquire_or_heal(orgtasks=orgtasks, flow_run_id=flow_run_id, dataflow=dataflow)
+        locks_acquire_or_heal(orgtasks=orgtasks, target=dataflow.target, flow_run_id=flow_run_id, dataflow=dataflow)
     except locks.TaskLocked as exc:
         message = f"cancelled: it would overlap a running task ({exc.message})"
         try:
@@ -269,7 +285,7 @@ def run_state_observe(
     if state_type in LIVE_STATES - {StateType.SCHEDULED}:
         deployment_id = str(run.get("deployment_id") or "")
         if dataflow is None and deployment_id:
-            dataflow = OrgDataFlowv1.objects.select_related("org").filter(deployment_id=deployment_id).first()
+            dataflow = OrgDataFlowv1.objects.select_related("org", "target").filter(deployment_id=deployment_id).first()
         previous = (
             PrefectFlowRun.objects.filter(flow_run_id=str(run["flow_run_id"]))
             .values_list("state_type", flat=True)

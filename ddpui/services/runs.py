@@ -15,7 +15,7 @@ from ddpcontract.states import StateType
 from ddpui.errors import NotFound
 from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
-from ddpui.models.org import Org, OrgUser
+from ddpui.models.org import DbtTarget, Org, OrgUser
 from ddpui.models.tasks import OrgTask
 from ddpui.prefect_client import LOG_PAGE_LIMIT, ProxyNotFound, get_proxy
 from ddpui.services import locks
@@ -41,16 +41,22 @@ def run_start(
     dataflow: OrgDataFlowv1 | None = None,
     adhoc_task: dict | None = None,
     parameters: dict | None = None,
+    target: DbtTarget | None = None,
 ) -> PrefectFlowRun:
     """Starts a run: of `dataflow`'s deployment (a pipeline, a connection's sync, a task's own deployment),
     or — without a dataflow — of the single task `adhoc_task` (its task config) through the proxy's ad-hoc
-    route. The locks of every org task in `orgtasks` are taken first, all or none (TaskLocked, a 409,
-    naming the holders; locks of runs that are over are healed first); if the run cannot be created they are
-    released. The run is recorded as scheduled
-    and the audit row written in one transaction with the locks' run id."""
+    route. Its git and dbt tasks run on `target` (by default the dataflow's, else the default target). The locks
+    of every org task in `orgtasks` on that target are taken first, all or none (TaskLocked, a 409, naming the
+    holders; locks of runs that are over are healed first); if the run cannot be created they are released. The
+    run is recorded as scheduled, with its target, and the audit row written in one transaction with the locks'
+    run id."""
     if (dataflow is None) == (adhoc_task is None):
         raise ValueError("run_start needs a dataflow or an ad-hoc task, not both")
-    held = locks_acquire_or_heal(orgtasks=orgtasks, locked_by=orguser, dataflow=dataflow)
+    if target is None and dataflow is not None:
+        target = dataflow.target
+    if target is None and any(locks.is_targeted(task) for task in orgtasks):
+        target = DbtTarget.objects.filter(dbt__org=org, is_default=True).first()
+    held = locks_acquire_or_heal(orgtasks=orgtasks, target=target, locked_by=orguser, dataflow=dataflow)
     try:
         if dataflow is not None:
             run = get_proxy().deployment(dataflow.deployment_id).create_run(parameters=parameters)
@@ -71,6 +77,10 @@ def run_start(
                 "state_name": "Scheduled",
             },
         )
+        target_name = target.name if target is not None and any(locks.is_targeted(t) for t in orgtasks) else ""
+        if record.target_name != target_name:
+            record.target_name = target_name
+            record.save(update_fields=["target_name", "updated_at"])
         if dataflow is not None:
             audit_record(
                 org=org,
@@ -78,7 +88,12 @@ def run_start(
                 action=AuditAction.PIPELINE_RUN_TRIGGERED,
                 object_type="pipeline",
                 object_id=dataflow.deployment_id,
-                details={"flow_run_id": run.id, "name": dataflow.name, "locked_tasks": len(held)},
+                details={
+                    "flow_run_id": run.id,
+                    "name": dataflow.name,
+                    "locked_tasks": len(held),
+                    "target": target_name or None,
+                },
             )
         else:
             audit_record(
@@ -87,7 +102,7 @@ def run_start(
                 action=AuditAction.TASK_RUN_TRIGGERED,
                 object_type="task",
                 object_id=str(orgtasks[0].uuid),
-                details={"flow_run_id": run.id, "slug": orgtasks[0].task.slug},
+                details={"flow_run_id": run.id, "slug": orgtasks[0].task.slug, "target": target_name or None},
             )
     return record
 

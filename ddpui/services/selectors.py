@@ -23,7 +23,7 @@ def orgtask_get(*, org: Org, orgtask_uuid: str) -> OrgTask:
 
 def dataflow_get(*, org: Org, deployment_id: str) -> OrgDataFlowv1:
     """A pipeline or a manual dataflow (a connection's sync, a task's deployment) of the org, by deployment id."""
-    dataflow = OrgDataFlowv1.objects.filter(org=org, deployment_id=str(deployment_id)).first()
+    dataflow = OrgDataFlowv1.objects.select_related("target").filter(org=org, deployment_id=str(deployment_id)).first()
     if dataflow is None:
         raise NotFound(f"pipeline {deployment_id} not found")
     return dataflow

@@ -1,10 +1,10 @@
 """Transform tasks: the org's git and dbt OrgTasks (the system set and custom dbt commands), and one-off runs.
 
-Making the transform tasks makes the org's dbt CLI profile block and links it to the dbt workspace: the
-dbt project's profile name, the workspace's schema, and the credentials the proxy derives from the
-warehouse's credentials block (Django never holds them here). Deleting the tasks deletes the profile.
-Each dbt-run task has a deployment of its own (a manual dataflow, as a connection's sync has), made and
-deleted with the task.
+Making the transform tasks makes the dbt CLI profile block of every target of the workspace that lacks one
+(services/targets.py: the dbt project's profile name, the target's name and schema, and the credentials the proxy
+derives from the warehouse's credentials block — Django never holds them here). Deleting the tasks deletes the
+profiles. Each dbt-run task has a deployment of its own (a manual dataflow, as a connection's sync has, on the
+default target), made and deleted with the task. A one-off run may name another target.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import re
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
 from django.db import OperationalError, transaction
@@ -24,19 +23,18 @@ from ddpcontract.tasks import TaskSlug
 from ddpui.errors import Conflict, InvalidInput, NotFound
 from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
-from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse
+from ddpui.models.org import DbtTarget, Org, OrgDbt, OrgPrefectBlockv1, OrgUser
 from ddpui.models.tasks import OrgTask, Task, TaskType
 from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks, runs
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.orgs import block_name_for, prefect_block_delete
+from ddpui.services.orgs import prefect_block_delete
 from ddpui.services.run_states import is_terminal
 from ddpui.services.selectors import manual_dataflows_of, orgtask_get
+from ddpui.services.targets import target_default, target_profile_make, target_profile_rewrite, target_resolve
 from ddpui.services.task_config import OrgContext, deployment_parameters, pipeline_order
 from ddpui.services.undo import UndoStack
-from ddpui.services.warehouse import profile_block_get
 
-DBT_TARGET = "default"
 SYSTEM_TRANSFORM_SLUGS = [
     TaskSlug.GIT_PULL,
     TaskSlug.DBT_CLEAN,
@@ -58,17 +56,6 @@ TASK_PARAMETERS: dict[str, tuple[list[str], list[str]]] = {
 # dbt flags and options become words of a bash command line: only plain tokens, no shell syntax
 _FLAG = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
 _OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:+/,@=][A-Za-z0-9_.:+/,@=\-]{0,199}$")
-_PROFILE_LINE = re.compile(r"^profile:\s*[\"']?([A-Za-z0-9_\-]+)", re.MULTILINE)
-
-
-def dbt_profile_name(project_dir: str, default: str) -> str:
-    """The `profile:` the dbt project asks for (dbt looks the profile up by that name)."""
-    try:
-        text = (Path(project_dir) / "dbt_project.yml").read_text()
-    except OSError:
-        return default
-    found = _PROFILE_LINE.search(text)
-    return found.group(1) if found else default
 
 
 def _transform_tasks(org: Org) -> list[OrgTask]:
@@ -107,35 +94,32 @@ def transform_tasks_list(*, org: Org) -> list[TransformTaskView]:
     return views
 
 
-def _profile_link(*, org: Org, dbt: OrgDbt, undo: UndoStack) -> None:
-    """Makes (or, if one was left by an older version, rewrites) the org's dbt profile block from the
-    warehouse's credentials block, and links it to the workspace."""
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
-    if warehouse is None:
-        raise InvalidInput("your organization has no warehouse: create it before the transform tasks")
-    profile_fields = {
-        "profile": {"name": dbt_profile_name(dbt.project_dir, org.slug), "target": DBT_TARGET},
-        "wtype": warehouse.wtype,
-        "target_schema": dbt.default_schema,
-        "credentials_block_name": warehouse.credentials_block_name,
-    }
-    proxy = get_proxy()
-    profile = profile_block_get(org=org)
-    if profile is not None:
-        proxy.blocks.dbt_cli_profile.update(cli_profile_block_name=profile.block_name, **profile_fields)
-    else:
-        created = proxy.blocks.dbt_cli_profile.create(
-            cli_profile_block_name=block_name_for(org, "dbt-profile"), **profile_fields
+def _profiles_make(*, org: Org, dbt: OrgDbt, undo: UndoStack) -> list[str]:
+    """Makes the dbt profile block of every target that lacks one; the default target takes over a profile block
+    an older version recorded without linking it (rewritten). Returns the targets whose profile was made."""
+    made = []
+    targets = list(DbtTarget.objects.filter(dbt=dbt, profile_block__isnull=True).select_related("warehouse"))
+    for target in targets:
+        if target.warehouse is None:
+            raise InvalidInput(
+                f"target '{target.name}' has no warehouse: create the warehouse first, or give the target one "
+                f"with PUT /api/v1/dbt/targets/{target.name}/"
+            )
+        leftover = (
+            OrgPrefectBlockv1.objects.filter(org=org, block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE)
+            .exclude(id__in=DbtTarget.objects.filter(profile_block__isnull=False).values("profile_block_id"))
+            .first()
+            if target.is_default
+            else None
         )
-        undo.push("dbt profile block", lambda: prefect_block_delete(block_id=created.block_id))
-        profile = OrgPrefectBlockv1.objects.create(
-            org=org,
-            block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE,
-            block_id=created.block_id,
-            block_name=created.block_name,
-        )
-    dbt.cli_profile_block = profile
-    dbt.save(update_fields=["cli_profile_block", "updated_at"])
+        if leftover is not None:
+            target.profile_block = leftover
+            target.save(update_fields=["profile_block", "updated_at"])
+            target_profile_rewrite(dbt=dbt, target=target)
+        else:
+            target_profile_make(dbt=dbt, target=target, undo=undo)
+        made.append(target.name)
+    return made
 
 
 def _deployment_name(orgtask: OrgTask) -> str:
@@ -146,10 +130,11 @@ def _task_deployment_create(*, org: Org, orgtask: OrgTask, undo: UndoStack) -> O
     """The task's own manual deployment (one run of exactly this task) and its dataflow row. The deployment is
     undone by `undo` if the operation fails later; the rows are the caller's transaction's."""
     name = _deployment_name(orgtask)
+    target = target_default(org=org)  # the web app runs the task through it: on the default target
     deployment = get_proxy().deployments.create(
         name=name,
         org_slug=org.slug,
-        parameters=deployment_parameters(org=org, orgtasks=[orgtask]),
+        parameters=deployment_parameters(org=org, orgtasks=[orgtask], target=target),
         work_pool_name=settings.PREFECT_WORK_POOL,
     )
     undo.push(f"deployment {deployment.id}", lambda: _deployment_delete(deployment.id))
@@ -159,6 +144,7 @@ def _task_deployment_create(*, org: Org, orgtask: OrgTask, undo: UndoStack) -> O
         deployment_id=deployment.id,
         deployment_name=name,
         dataflow_type=OrgDataFlowv1.DataflowType.MANUAL,
+        target=target,
     )
     DataflowOrgTask.objects.create(dataflow=dataflow, orgtask=orgtask, seq=0)
     return dataflow
@@ -179,10 +165,10 @@ def task_deployments_delete(*, org: Org, orgtasks: list[OrgTask]) -> None:
 
 
 def transform_tasks_create(*, org: Org, orguser: OrgUser | None) -> list[TransformTaskView]:
-    """Makes the dbt profile block, the system tasks, and the own deployment of each dbt-run task that lacks
-    one. A second call changes nothing and calls nothing; two calls at once are serialized (the second finds
-    the first's work). If any step fails, the blocks and deployments made here are deleted and no row is
-    written."""
+    """Makes the dbt profile blocks (of the targets that lack one), the system tasks, and the own deployment of
+    each dbt-run task that lacks one. A second call changes nothing and calls nothing; two calls at once are
+    serialized (the second finds the first's work). If any step fails, the blocks and deployments made here are
+    deleted and no row is written."""
     with UndoStack(f"creating the transform tasks of {org.slug}") as undo, transaction.atomic():
         # a write first: it serializes concurrent calls on every database (a row lock on PostgreSQL, the
         # write lock on SQLite), so the second one reads what the first one made
@@ -195,10 +181,8 @@ def transform_tasks_create(*, org: Org, orguser: OrgUser | None) -> list[Transfo
             raise Conflict("the transform tasks are being created by another request: try again") from None
         if not claimed:
             raise InvalidInput("your organization has no dbt workspace: set one up with POST /api/dbt/workspace/")
-        dbt = OrgDbt.objects.select_for_update().get(org=org)
-        made_profile = dbt.cli_profile_block_id is None
-        if made_profile:
-            _profile_link(org=org, dbt=dbt, undo=undo)
+        dbt = OrgDbt.objects.select_for_update().select_related("org").get(org=org)
+        made_profiles = _profiles_make(org=org, dbt=dbt, undo=undo)
         existing = set(
             OrgTask.objects.filter(
                 org=org, task__slug__in=SYSTEM_TRANSFORM_SLUGS, generated_by=OrgTask.GeneratedBy.SYSTEM
@@ -216,14 +200,14 @@ def transform_tasks_create(*, org: Org, orguser: OrgUser | None) -> list[Transfo
         for orgtask in deployed:
             if orgtask.id not in have_deployment:
                 _task_deployment_create(org=org, orgtask=orgtask, undo=undo)
-        if made_profile or created:
+        if made_profiles or created:
             audit_record(
                 org=org,
                 orguser=orguser,
                 action=AuditAction.TRANSFORM_TASKS_CREATED,
                 object_type="org",
                 object_id=org.slug,
-                details={"tasks": missing, "profile_block": made_profile},
+                details={"tasks": missing, "profile_block": bool(made_profiles), "profiles_of": made_profiles},
             )
     return transform_tasks_list(org=org)
 
@@ -253,19 +237,19 @@ def orgtasks_refuse_if_used(orgtasks: list[OrgTask], what: str) -> None:
 
 def transform_tasks_delete(*, org: Org, orguser: OrgUser | None) -> None:
     """Deletes every git and dbt task of the org (system and custom), their own deployments and the dbt
-    profile block."""
+    profile blocks of the targets."""
     with transaction.atomic():
         orgtasks = _transform_tasks(org)
         orgtasks_refuse_if_used(orgtasks, "the transform tasks are")
-        profile = profile_block_get(org=org)
+        profiles = list(
+            OrgPrefectBlockv1.objects.filter(id__in=DbtTarget.objects.filter(dbt__org=org).values("profile_block_id"))
+        )
         # inside the transaction: if the proxy refuses, no row is deleted either
         task_deployments_delete(org=org, orgtasks=orgtasks)
-        if profile is not None:
+        for profile in profiles:
             prefect_block_delete(block_id=profile.block_id)
         OrgTask.objects.filter(id__in=[task.id for task in orgtasks]).delete()
-        OrgDbt.objects.filter(org=org).update(cli_profile_block=None)
-        if profile is not None:
-            profile.delete()
+        OrgPrefectBlockv1.objects.filter(id__in=[profile.id for profile in profiles]).delete()
         audit_record(
             org=org,
             orguser=orguser,
@@ -362,20 +346,29 @@ class TaskRunResult:
     log_lines: list[api.LogLine]
 
 
-def orgtask_run(*, org: Org, orguser: OrgUser, orgtask_uuid: str, wait_seconds: float = 0) -> TaskRunResult:
-    """Starts one git or dbt task on a worker — through its own deployment when it has one, else through the
-    proxy's ad-hoc route — then waits up to `wait_seconds` for it to end (the web app shows the task's output
-    from the answer). The task stays locked until the run ends; a second start meanwhile gets 409."""
+def orgtask_run(
+    *,
+    org: Org,
+    orguser: OrgUser,
+    orgtask_uuid: str,
+    wait_seconds: float = 0,
+    target: str | None = None,
+) -> TaskRunResult:
+    """Starts one git or dbt task on a worker, on `target` (a target's name; the default target when None) —
+    through its own deployment when it has one on that target, else through the proxy's ad-hoc route — then waits
+    up to `wait_seconds` for it to end (the web app shows the task's output from the answer). The task stays
+    locked on that target until the run ends; a second start there meanwhile gets 409."""
     orgtask = orgtask_get(org=org, orgtask_uuid=orgtask_uuid)
     if orgtask.task.type == TaskType.AIRBYTE:
         raise InvalidInput("a sync runs through its connection's deployment, not as a single task")
-    # the task config checks the prerequisites (dbt workspace, profile) before anything is locked or started
-    task = OrgContext(org).task(orgtask, 0)
+    resolved = target_resolve(org=org, name=target)
+    # the task config checks the prerequisites (dbt workspace, profile, warehouse) before anything is locked
+    task = OrgContext(org, resolved).task(orgtask, 0)
     manual = manual_dataflows_of(org=org, orgtask_ids=[orgtask.id]).get(orgtask.id)
-    if manual is not None:
-        record = runs.run_start(org=org, orguser=orguser, orgtasks=[orgtask], dataflow=manual)
+    if manual is not None and manual.target_id in (None, resolved.id) and resolved.is_default:
+        record = runs.run_start(org=org, orguser=orguser, orgtasks=[orgtask], dataflow=manual, target=resolved)
     else:
-        record = runs.run_start(org=org, orguser=orguser, orgtasks=[orgtask], adhoc_task=task)
+        record = runs.run_start(org=org, orguser=orguser, orgtasks=[orgtask], adhoc_task=task, target=resolved)
     if wait_seconds <= 0:
         return TaskRunResult(run=record, ended=False, log_lines=[])
     record, lines = runs.run_wait(org=org, flow_run_id=record.flow_run_id, timeout_seconds=wait_seconds)

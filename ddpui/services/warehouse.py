@@ -1,9 +1,11 @@
-"""The org's warehouse: an Airbyte destination, its credentials in a Prefect Secret block, a row of references.
+"""The org's warehouses: each an Airbyte destination, its credentials in a Prefect Secret block, a row of references.
 
-Django never stores the credentials. They live in the Secret block `<slug>-warehouse-credentials` (the
-destination's configuration as JSON), written through the proxy while the request that carries them is
-handled. The dbt CLI profile is made from that block later, by the transform tasks (services.transform_tasks):
-the proxy reads the block itself, so the credentials never need to pass through Django again.
+An org may have several (e.g. a development and a production one); the first (lowest id) is its default, which
+is what every answer about "the" warehouse means (the web app reads `warehouses[0]`). Django never stores the
+credentials. They live in a Secret block per warehouse (`<slug>-warehouse-credentials` for the first, the
+destination's configuration as JSON), written through the proxy while the request that carries them is handled.
+The dbt CLI profiles of the dbt targets are made from that block (services.targets): the proxy reads the block
+itself, so the credentials never need to pass through Django again.
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ import re
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils.text import slugify
 
+from ddpcontract import proxy_api as api
 from ddpcontract.proxy_api import SECRET_MASK
 from ddpcontract.warehouses import UnknownWarehouseType, WarehouseConfigError, warehouse_for
 from ddpui.airbyte.client import AirbyteNotFound, get_airbyte
 from ddpui.errors import Conflict, DomainError, InvalidInput, NotFound
-from ddpui.models.org import Org, OrgDbt, OrgPrefectBlockv1, OrgUser, OrgWarehouse, WarehouseType
-from ddpui.models.tasks import OrgTask, TaskType
+from ddpui.models.org import DbtTarget, Org, OrgPrefectBlockv1, OrgUser, OrgWarehouse, WarehouseType
 from ddpui.prefect_client import get_proxy
 from ddpui.services import connectors
 from ddpui.services.audit import AuditAction, audit_record
-from ddpui.services.orgs import block_name_for, prefect_block_delete
+from ddpui.services.orgs import block_name_for, prefect_block_create, prefect_block_delete
 from ddpui.services.undo import UndoStack
 
 MASK = SECRET_MASK
@@ -122,8 +125,11 @@ class WarehouseView:
     destination: dict
 
 
-def warehouse_get(*, org: Org) -> OrgWarehouse:
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
+def warehouse_get(*, org: Org, destination_id: str | None = None) -> OrgWarehouse:
+    """The warehouse of that Airbyte destination, or the org's default one (the first)."""
+    if destination_id is not None:
+        return _org_destination(org, destination_id)
+    warehouse = OrgWarehouse.objects.filter(org=org).order_by("id").first()
     if warehouse is None:
         raise NotFound("your organization has no warehouse yet: create one with POST /api/organizations/warehouse/")
     return warehouse
@@ -135,7 +141,26 @@ def _record_block(org: Org, block_type: str, created: dict) -> OrgPrefectBlockv1
     )
 
 
-ALREADY_EXISTS = "your organization already has a warehouse: update it or delete it first"
+def _already_exists(name: str) -> str:
+    return (
+        f"your organization already has a warehouse named '{name}': give the new one another name, or update that one"
+    )
+
+
+def _credentials_secret_create(block_name: str, airbyte_config: dict, *, first: bool) -> api.BlockRef:
+    """The warehouse's credentials Secret. The first warehouse's has the org's name for it (taken in Prefect: a
+    502 naming it); another's is made from the warehouse's name, so a taken one gets a free name beside it."""
+
+    def create(name: str) -> api.BlockRef:
+        return get_proxy().blocks.secret.create(blockName=name, secret=json.dumps(airbyte_config))
+
+    return create(block_name) if first else prefect_block_create(name=block_name, create=create)
+
+
+def _credentials_block_name(org: Org, name: str, first: bool) -> str:
+    if first:
+        return block_name_for(org, "warehouse-credentials")
+    return block_name_for(org, f"warehouse-{slugify(name)[:60] or 'x'}-credentials")
 
 
 def warehouse_create(
@@ -147,15 +172,19 @@ def warehouse_create(
     airbyte_config: dict,
     destination_definition_id: str | None = None,
 ) -> OrgWarehouse:
-    """The Airbyte destination, the credentials Secret, then the row; the external steps undone on failure.
+    """The Airbyte destination, the credentials Secret, then the row; the external steps undone on failure. An org
+    may have several warehouses, each with its own name (the first made is the default one).
 
-    The row is inserted first, in the transaction that spans the external steps: a second create for the
-    same org waits on that insert and then gets 409, before it has touched Airbyte or Prefect."""
+    The row is inserted first, in the transaction that spans the external steps: a second create of the same
+    name waits on that insert and then gets 409, before it has touched Airbyte or Prefect."""
     if wtype not in WarehouseType.values:
         raise InvalidInput(f"unknown warehouse type '{wtype}': use one of {', '.join(WarehouseType.values)}")
     name = (name or "").strip() or f"{org.slug}-warehouse"
-    if OrgWarehouse.objects.filter(org=org).exists():
-        raise Conflict(ALREADY_EXISTS)
+    if len(name) > 100:
+        raise InvalidInput("the warehouse name must be at most 100 characters")
+    if OrgWarehouse.objects.filter(org=org, name=name).exists():
+        raise Conflict(_already_exists(name))
+    first = not OrgWarehouse.objects.filter(org=org).exists()
     connectors.require_workspace(org)
     bq_location = destination_config_check(wtype=wtype, config=airbyte_config)
     definition_id = _destination_definition_id(org=org, wtype=wtype, definition_id=destination_definition_id)
@@ -170,7 +199,7 @@ def warehouse_create(
                 org=org,
                 wtype=wtype,
                 name=name,
-                credentials_block_name=block_name_for(org, "warehouse-credentials"),
+                credentials_block_name=_credentials_block_name(org, name, first),
                 bq_location=bq_location,
             )
             destination = airbyte.destination_create(
@@ -178,9 +207,7 @@ def warehouse_create(
             )
             destination_id = destination["destinationId"]
             undo.push(f"Airbyte destination {destination_id}", lambda: _destination_delete(destination_id))
-            secret = get_proxy().blocks.secret.create(
-                blockName=warehouse.credentials_block_name, secret=json.dumps(airbyte_config)
-            )
+            secret = _credentials_secret_create(warehouse.credentials_block_name, airbyte_config, first=first)
             undo.push("warehouse credentials block", lambda: prefect_block_delete(block_id=secret.block_id))
             warehouse.airbyte_destination_id = destination_id
             warehouse.credentials_block_name = secret.block_name
@@ -194,8 +221,8 @@ def warehouse_create(
                 object_id=destination_id,
                 details={"wtype": wtype, "name": name},
             )
-    except IntegrityError:  # another request made the org's warehouse meanwhile
-        raise Conflict(ALREADY_EXISTS) from None
+    except IntegrityError:  # another request made a warehouse of that name meanwhile
+        raise Conflict(_already_exists(name)) from None
     return warehouse
 
 
@@ -204,20 +231,22 @@ def _destination_delete(destination_id: str) -> None:
         get_airbyte().destination_delete(destination_id=destination_id)
 
 
-def _view(warehouse: OrgWarehouse) -> WarehouseView:
-    destination = get_airbyte().destination_get(destination_id=warehouse.airbyte_destination_id)
-    destination["connectionConfiguration"] = mask_secrets(destination.get("connectionConfiguration") or {})
-    return WarehouseView(warehouse=warehouse, destination=destination)
-
-
 def warehouses_list(*, org: Org) -> list[WarehouseView]:
-    """The org's warehouses (none or one) with their Airbyte destinations: 1 query, 1 Airbyte call."""
-    warehouse = OrgWarehouse.objects.filter(org=org).first()
-    return [] if warehouse is None else [_view(warehouse)]
-
-
-def profile_block_get(*, org: Org) -> OrgPrefectBlockv1 | None:
-    return OrgPrefectBlockv1.objects.filter(org=org, block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE).first()
+    """The org's warehouses, the default one first, with their Airbyte destinations (every secret masked): 1 query
+    and 1 Airbyte call whatever their number."""
+    warehouses = list(OrgWarehouse.objects.filter(org=org).order_by("id"))
+    if not warehouses:
+        return []
+    destinations = {
+        destination["destinationId"]: destination
+        for destination in get_airbyte().destinations_list(workspace_id=org.airbyte_workspace_id)
+    }
+    views = []
+    for warehouse in warehouses:
+        destination = dict(destinations.get(warehouse.airbyte_destination_id) or {})
+        destination["connectionConfiguration"] = mask_secrets(destination.get("connectionConfiguration") or {})
+        views.append(WarehouseView(warehouse=warehouse, destination=destination))
+    return views
 
 
 def _org_destination(org: Org, destination_id: str) -> OrgWarehouse:
@@ -252,6 +281,8 @@ def warehouse_update(
     again completes the change, since every write sets the full new value."""
     warehouse = _org_destination(org, destination_id)
     name = (name or "").strip() or warehouse.name
+    if OrgWarehouse.objects.filter(org=org, name=name).exclude(id=warehouse.id).exists():
+        raise Conflict(f"your organization already has another warehouse named '{name}'")
     airbyte = get_airbyte()
     proxy = get_proxy()
     destination = airbyte.destination_get(destination_id=destination_id)
@@ -264,17 +295,22 @@ def warehouse_update(
         connector=destination.get("destinationName") or "destination",
     )
     proxy.health()
-    profile = profile_block_get(org=org)
+    # the dbt profiles of the targets building in this warehouse carry its credentials
+    profiles = list(
+        OrgPrefectBlockv1.objects.filter(
+            id__in=DbtTarget.objects.filter(warehouse=warehouse).values("profile_block_id")
+        ).values_list("block_name", flat=True)
+    )
     airbyte.destination_update(destination_id=destination_id, name=name, config=airbyte_config)
     try:
         if _holds_mask(airbyte_config):
             proxy.blocks.secret.merge(blockName=warehouse.credentials_block_name, secret=airbyte_config)
         else:
             proxy.blocks.secret.update(blockName=warehouse.credentials_block_name, secret=json.dumps(airbyte_config))
-        if profile is not None:
+        for profile in profiles:
             # the proxy re-reads the credentials from the block just written
             proxy.blocks.dbt_cli_profile.update(
-                cli_profile_block_name=profile.block_name, credentials_block_name=warehouse.credentials_block_name
+                cli_profile_block_name=profile, credentials_block_name=warehouse.credentials_block_name
             )
     except DomainError as error:
         raise type(error)(
@@ -296,23 +332,45 @@ def warehouse_update(
     return warehouse
 
 
-def warehouse_delete(*, org: Org, actor: OrgUser | None) -> None:
-    """Refused while connections or a dbt workspace use the warehouse. Deletes are retry-safe: what is
-    already gone in Airbyte or Prefect is skipped, and the rows go last. (A dbt profile block can only be
-    left here by an older version, which wrote it with the warehouse: it goes too.)"""
-    warehouse = warehouse_get(org=org)
-    connections = OrgTask.objects.filter(org=org, task__type=TaskType.AIRBYTE, connection_id__isnull=False).count()
+def _connections_using(org: Org, warehouse: OrgWarehouse) -> list[str]:
+    """The names of the Airbyte connections writing into the warehouse's destination (1 Airbyte call)."""
+    if not warehouse.airbyte_destination_id or not org.airbyte_workspace_id:
+        return []
+    return sorted(
+        connection.get("name") or connection["connectionId"]
+        for connection in get_airbyte().connections_list(workspace_id=org.airbyte_workspace_id)
+        if connection.get("destinationId") == warehouse.airbyte_destination_id
+    )
+
+
+def warehouse_delete(*, org: Org, actor: OrgUser | None, destination_id: str | None = None) -> None:
+    """Deletes the warehouse of that destination (the default one when none is named). Refused (409, naming them)
+    while dbt targets build in it or connections write into it. Deletes are retry-safe: what is already gone in
+    Airbyte or Prefect is skipped, and the rows go last. With the org's last warehouse go the dbt profile blocks
+    an older version wrote with the warehouse, found by their stored rows."""
+    warehouse = warehouse_get(org=org, destination_id=destination_id)
+    label = f"the warehouse '{warehouse.name}'" if warehouse.name else "the warehouse"
+    targets = list(DbtTarget.objects.filter(warehouse=warehouse).order_by("name").values_list("name", flat=True))
+    if targets:
+        raise Conflict(
+            f"{label} is used by the dbt target(s) {', '.join(targets)}: give them another warehouse "
+            "(PUT /api/v1/dbt/targets/{name}/) or delete them (the default target goes with the dbt workspace, "
+            "DELETE /api/dbt/workspace/) first"
+        )
+    connections = _connections_using(org, warehouse)
     if connections:
-        raise Conflict(f"the warehouse is used by {connections} connection(s): delete them first")
-    if OrgDbt.objects.filter(org=org).exists():
-        raise Conflict("the warehouse is used by the dbt workspace: delete it first (DELETE /api/dbt/workspace/)")
+        raise Conflict(
+            f"{label} is used by {len(connections)} connection(s) ({', '.join(connections)}): delete them first"
+        )
     blocks = list(
         OrgPrefectBlockv1.objects.filter(
-            org=org,
-            block_type__in=[OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE, OrgPrefectBlockv1.BlockType.SECRET],
-            block_name__in=[warehouse.credentials_block_name, block_name_for(org, "dbt-profile")],
+            org=org, block_type=OrgPrefectBlockv1.BlockType.SECRET, block_name=warehouse.credentials_block_name
         )
     )
+    if not OrgWarehouse.objects.filter(org=org).exclude(id=warehouse.id).exists():
+        blocks += OrgPrefectBlockv1.objects.filter(
+            org=org, block_type=OrgPrefectBlockv1.BlockType.DBT_CLI_PROFILE
+        ).exclude(id__in=DbtTarget.objects.filter(profile_block__isnull=False).values("profile_block_id"))
     if warehouse.airbyte_destination_id:
         with contextlib.suppress(AirbyteNotFound):
             # confirms Airbyte answers before anything is deleted

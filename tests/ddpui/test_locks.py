@@ -4,9 +4,9 @@ import pytest
 from django.contrib.admin.sites import site
 from django.test import Client
 
-from ddpui.models import TaskLock
+from ddpui.models import DbtTarget, TaskLock
 from ddpui.services import locks
-from tests.factories import make_dataflow, make_org, make_orgtask, make_orguser
+from tests.factories import make_dataflow, make_dbt_workspace, make_org, make_orgtask, make_orguser
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +23,28 @@ def test_acquire_is_all_or_none_and_names_the_holder():
     # nothing of the failed attempt stays behind
     assert not TaskLock.objects.filter(orgtask=own).exists()
     assert locks.locks_status(orgtask_ids=[shared.id, own.id]).keys() == {shared.id}
+
+
+def test_the_same_task_on_the_same_target_is_exclusive_on_different_targets_not():
+    org = make_org()
+    dbt, default = make_dbt_workspace(org)
+    dev = DbtTarget.objects.create(dbt=dbt, name="dev", schema="dev", warehouse=default.warehouse)
+    run, sync = make_orgtask(org, "dbt-run"), make_orgtask(org, "airbyte-sync")
+    locks.locks_acquire(orgtasks=[run], target=default, flow_run_id="prod-1")
+    assert locks.locks_acquire(orgtasks=[run], target=dev, flow_run_id="dev-1")  # another target: not exclusive
+    for target in (default, dev, None):  # None: the default target
+        with pytest.raises(locks.TaskLocked) as caught:
+            locks.locks_acquire(orgtasks=[run], target=target, flow_run_id="again")
+        assert f"on target {(target or default).name} is locked by run" in caught.value.message
+    # a sync has no target: locked alone, whichever target the run is on
+    locks.locks_acquire(orgtasks=[sync], target=dev, flow_run_id="dev-2")
+    with pytest.raises(locks.TaskLocked):
+        locks.locks_acquire(orgtasks=[sync], target=default, flow_run_id="prod-2")
+    assert set(TaskLock.objects.values_list("orgtask_id", "target_id", "flow_run_id")) == {
+        (run.id, default.id, "prod-1"),
+        (run.id, dev.id, "dev-1"),
+        (sync.id, None, "dev-2"),
+    }
 
 
 def test_release_for_run_frees_only_that_runs_locks():

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from ddpui.models import (
     BlockLock,
     DataflowOrgTask,
+    DbtTarget,
     Org,
     OrgDataFlow,
     OrgDataFlowv1,
@@ -93,7 +94,9 @@ def test_phase_2_converts_the_profile_in_the_proxy_and_keeps_the_order_of_every_
     install = legacy[0]
     org = Org.objects.get(slug=install.slug)
     profile = OrgPrefectBlockv1.objects.get(org=org, block_type="dbt CLI Profile")
-    assert OrgDbt.objects.get(org=org).cli_profile_block == profile
+    # the workspace's default target takes the legacy profile's block and target name
+    assert DbtTarget.objects.get(dbt__org=org, is_default=True).profile_block == profile
+    assert DbtTarget.objects.get(dbt__org=org, is_default=True).name == "dev"
     value = prefect_state.secret_value(profile.block_name)
     assert isinstance(value, str)  # a JSON string: Prefect masks it (an object would be shown in clear)
     assert '"profile_name": "ddpui"' in value and '"target": "dev"' in value and str(install.warehouse_path) in value

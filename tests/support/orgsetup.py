@@ -49,6 +49,22 @@ def make_sample_git_repo(tmp_path: Path) -> str:
     return bare.as_uri()
 
 
+def sample_repo_commit(repo_url: str, path: str, text: str | None) -> None:
+    """Commits a change to the sample repository made by make_sample_git_repo (`text` None deletes `path`) and
+    pushes it: the workers' copies see it at their next run, as they would a change pushed by the org."""
+    bare = Path(repo_url.removeprefix("file://"))
+    author = bare.parent / "sample-dbt-author"
+    target = author / path
+    if text is None:
+        _git("rm", "-q", path, cwd=author)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        _git("add", path, cwd=author)
+    _git("commit", "-q", "-m", f"change {path}", cwd=author)
+    _git("push", "-q", str(bare), "main", cwd=author)
+
+
 def warehouse_request(warehouse_path_or_pg: Path | str | dict, *, name: str = "warehouse") -> dict:
     """The body of POST /api/v1/organizations/warehouse/: DuckDB for a path, PostgreSQL for a dict
     with host, port, database, username, password. The sync writes into SOURCE_SCHEMA."""

@@ -257,7 +257,9 @@ def test_w08_the_same_warehouse_created_twice_at_once_gives_one_success_and_one_
         thread.join(60)
     assert sorted(answer.status_code for answer in answers) == [200, 409], [a.content for a in answers]
     conflict = next(answer for answer in answers if answer.status_code == 409)
-    assert conflict.json()["detail"] == "your organization already has a warehouse: update it or delete it first"
+    assert conflict.json()["detail"] == (
+        "your organization already has a warehouse named 'w': give the new one another name, or update that one"
+    )
     org = OrgWarehouse.objects.get(org__slug=webapp.org_slug).org
     destinations = live_services["airbyte"].state()["destinations"].values()
     assert [d["name"] for d in destinations if d["workspaceId"] == org.airbyte_workspace_id] == ["w"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from ddpui.models import OrgDbt, OrgPrefectBlockv1, OrgTask, TaskLock
+from ddpui.models import DbtTarget, OrgDbt, OrgPrefectBlockv1, OrgTask, TaskLock
 from ddpui.prefect_client import get_proxy
 from ddpui.services import locks
 from tests.ddpui.api.helpers import (
@@ -64,6 +64,7 @@ def test_dbt_workspace_clones_and_stores_the_url_as_a_secret(api, org_with_wareh
     assert (project_dir / "dbt_project.yml").exists()
     assert body == {
         "gitrepo_url": repo_url,
+        "gitrepo_branch": "main",  # the branch the clone is on: the remote's default
         "default_schema": "analytics",
         "target_type": "duckdb",
         "project_dir": str(project_dir),
@@ -183,7 +184,7 @@ def test_schema_update_moves_the_workspace_and_the_linked_profile(api, org_with_
     bad = api.put("/api/dbt/v1/schema/", {"targetConfigs": {"schema": "a;b"}}, headers=org.headers)
     assert bad.status_code == 400
     assert api.put("/api/dbt/v1/schema/", {"targetConfigs": {}}, headers=org.headers).status_code == 422
-    assert audited(org, "dbt_workspace.schema_changed") == {"from": "analytics", "to": "reporting"}
+    assert audited(org, "dbt_workspace.schema_changed") == {"from": "analytics", "to": "reporting", "target": "default"}
 
 
 def test_dbt_workspace_delete_removes_clone_secret_profile_tasks_and_row(api, org_with_tasks, prefect):
@@ -261,7 +262,7 @@ def test_transform_tasks_create_makes_the_profile_from_the_warehouse_block(api, 
         "credentials": {"path": warehouse_config["destination_path"]},
     }
     row = OrgPrefectBlockv1.objects.get(org__slug=org.slug, block_type="dbt CLI Profile")
-    assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block == row
+    assert DbtTarget.objects.get(dbt__org__slug=org.slug, is_default=True).profile_block == row
     assert row.block_name == f"{org.slug}-dbt-profile"
 
 
@@ -282,7 +283,8 @@ def test_transform_tasks_create_is_idempotent(api, org_with_dbt, prefect):
         ("dbt-test", "dbt test", 4),
         ("dbt-docs-generate", "dbt docs generate", 5),
     ]
-    assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block.block_name == f"{org.slug}-dbt-profile"
+    default_target = DbtTarget.objects.get(dbt__org__slug=org.slug, is_default=True)
+    assert default_target.profile_block.block_name == f"{org.slug}-dbt-profile"
 
 
 def test_transform_tasks_delete_refused_while_used_or_locked(api, org_with_tasks, prefect):
@@ -299,7 +301,7 @@ def test_transform_tasks_delete_refused_while_used_or_locked(api, org_with_tasks
     TaskLock.objects.all().delete()
     assert api.delete("/api/prefect/tasks/transform/", headers=org.headers).status_code == 200
     assert not OrgTask.objects.filter(org__slug=org.slug).exists()
-    assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block is None
+    assert DbtTarget.objects.get(dbt__org__slug=org.slug, is_default=True).profile_block is None
     assert not OrgPrefectBlockv1.objects.filter(org__slug=org.slug, block_type="dbt CLI Profile").exists()
     assert f"{org.slug}-dbt-profile" not in prefect.block_names(org.slug)
     audited(org, "tasks.transform_deleted")  # the refused deletes wrote none
@@ -397,13 +399,17 @@ def test_task_run_locks_the_task_and_returns_the_flow_run(api, org_with_tasks, p
     listed = {t["slug"]: t for t in api.get("/api/prefect/tasks/transform/", headers=org.headers).json()}
     assert listed["dbt-deps"]["lock"]["flowRunId"] == flow_run_id
     assert listed["dbt-run"]["lock"] is None
-    assert audited(org, "task.run_triggered", uuid) == {"flow_run_id": flow_run_id, "slug": "dbt-deps"}
+    assert audited(org, "task.run_triggered", uuid) == {
+        "flow_run_id": flow_run_id,
+        "slug": "dbt-deps",
+        "target": "default",
+    }
     get_proxy().flow_run(flow_run_id).cancel()  # no worker should spend time on it later
 
 
 def test_task_run_without_a_profile_is_400_and_takes_no_lock(api, org_with_tasks):
     org, tasks = org_with_tasks
-    OrgDbt.objects.filter(org__slug=org.slug).update(cli_profile_block=None)
+    DbtTarget.objects.filter(dbt__org__slug=org.slug).update(profile_block=None)
     response = api.post(f"/api/prefect/tasks/{tasks['dbt-run']}/run/", headers=org.headers)
     assert response.status_code == 400 and "no dbt CLI profile" in response.json()["detail"]
     assert not TaskLock.objects.exists()

@@ -11,7 +11,17 @@ import pytest
 from django.db import DatabaseError
 from django.utils.text import slugify
 
-from ddpui.models import DataflowOrgTask, Org, OrgDataFlowv1, OrgDbt, OrgPrefectBlockv1, OrgTask, OrgWarehouse, TaskLock
+from ddpui.models import (
+    DataflowOrgTask,
+    DbtTarget,
+    Org,
+    OrgDataFlowv1,
+    OrgDbt,
+    OrgPrefectBlockv1,
+    OrgTask,
+    OrgWarehouse,
+    TaskLock,
+)
 from ddpui.prefect_client import get_proxy
 from devtools.processes import free_port
 from tests.ddpui.api.helpers import add_connection, add_dbt_workspace, add_source, add_warehouse, unique
@@ -228,7 +238,7 @@ def test_transform_create_failure_makes_no_tasks_and_leaves_no_profile(
     response = api.post("/api/prefect/tasks/transform/", headers=org.headers)
     assert response.status_code == {"proxy down": 503, "profile name taken": 502, "tasks not saved": 500}[failure]
     assert not OrgTask.objects.filter(org__slug=org.slug).exists()
-    assert OrgDbt.objects.get(org__slug=org.slug).cli_profile_block is None
+    assert DbtTarget.objects.get(dbt__org__slug=org.slug).profile_block is None
     assert not OrgPrefectBlockv1.objects.filter(org__slug=org.slug, block_type="dbt CLI Profile").exists()
     if failure != "proxy down":
         assert (f"{org.slug}-dbt-profile" in prefect.block_names(org.slug)) == (taken is not None)

@@ -10,7 +10,16 @@ import pytest
 from django.conf import settings
 from django.core import serializers
 
-from ddpui.models import DataflowOrgTask, Org, OrgDataFlowv1, OrgDbt, OrgPrefectBlockv1, OrgTask, OrgWarehouse
+from ddpui.models import (
+    DataflowOrgTask,
+    DbtTarget,
+    Org,
+    OrgDataFlowv1,
+    OrgDbt,
+    OrgPrefectBlockv1,
+    OrgTask,
+    OrgWarehouse,
+)
 from tests.ddpui.api.helpers import add_source, unique
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
 
@@ -36,8 +45,12 @@ def test_new_user_sets_up_an_org_from_nothing(api, live, prefect, tmp_path):
     assert warehouse.credentials_block_name == f"{slug}-warehouse-credentials"
     assert warehouse.airbyte_destination_id == setup["destination_id"]
     dbt = OrgDbt.objects.get(org__slug=slug)
-    assert (dbt.gitrepo_url, dbt.default_schema, dbt.target_type) == (repo_url, "analytics", "duckdb")
-    assert dbt.cli_profile_block.block_name == f"{slug}-dbt-profile"
+    assert (dbt.gitrepo_url, dbt.gitrepo_branch) == (repo_url, "main")
+    # one target, the default: the workspace's schema, the warehouse, the profile block
+    (target,) = DbtTarget.objects.filter(dbt=dbt)
+    assert (target.name, target.is_default, target.schema) == ("default", True, "analytics")
+    assert target.warehouse == warehouse
+    assert target.profile_block.block_name == f"{slug}-dbt-profile"
     assert sorted(OrgPrefectBlockv1.objects.filter(org__slug=slug).values_list("block_name", flat=True)) == sorted(
         [f"{slug}-airbyte-server", f"{slug}-warehouse-credentials", f"{slug}-dbt-profile", f"{slug}-git-pull-url"]
     )

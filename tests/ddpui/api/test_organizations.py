@@ -122,14 +122,45 @@ def test_warehouse_list_is_empty_without_one(api, live, new_org):
     assert api.get("/api/v1/organizations/warehouses", headers=org.headers).json() == {"warehouses": []}
 
 
-def test_second_warehouse_is_409(api, live, new_org, tmp_path):
+def test_a_second_warehouse_has_its_own_destination_and_block_and_the_first_stays_the_default(
+    api, live, new_org, tmp_path, prefect
+):
     org = new_org()
-    add_warehouse(api, org, tmp_path)
-    response = api.post(
+    first = add_warehouse(api, org, tmp_path)
+    same_name = api.post(
         "/api/v1/organizations/warehouse/", warehouse_request(tmp_path / "b.duckdb"), headers=org.headers
     )
-    assert response.status_code == 409
-    assert response.json()["detail"] == "your organization already has a warehouse: update it or delete it first"
+    assert same_name.status_code == 409
+    assert same_name.json()["detail"] == (
+        "your organization already has a warehouse named 'warehouse': give the new one another name, or update that one"
+    )
+    second = api.post(
+        "/api/v1/organizations/warehouse/",
+        warehouse_request(tmp_path / "dev.duckdb", name="Dev warehouse"),
+        headers=org.headers,
+    )
+    assert second.status_code == 200, second.content
+    assert second.json()["destinationId"] != first["destinationId"]
+    assert second.json()["credentialsBlockName"] == f"{org.slug}-warehouse-dev-warehouse-credentials"
+    assert json.loads(prefect.secret_value(second.json()["credentialsBlockName"]))["destination_path"].endswith(
+        "dev.duckdb"
+    )
+    listed = api.get("/api/organizations/warehouses", headers=org.headers).json()["warehouses"]
+    # the web app reads warehouses[0]: the first one made, the default
+    assert [(w["name"], w["isDefault"], w["destinationId"]) for w in listed] == [
+        ("warehouse", True, first["destinationId"]),
+        ("Dev warehouse", False, second.json()["destinationId"]),
+    ]
+    assert listed[1]["airbyteConfig"]["destination_path"].endswith("dev.duckdb")
+    me = api.get("/api/currentuserv2", headers=org.headers).json()
+    assert [item["wtype"] for item in me] == ["duckdb"]
+    # the other one is deleted by its destination; the web app's delete names none and means the default
+    deleted = api.delete(f"/api/v1/organizations/warehouses/{second.json()['destinationId']}/", headers=org.headers)
+    assert deleted.status_code == 200
+    assert second.json()["credentialsBlockName"] not in prefect.block_names(org.slug)
+    assert [
+        w["name"] for w in api.get("/api/v1/organizations/warehouses", headers=org.headers).json()["warehouses"]
+    ] == ["warehouse"]
 
 
 def test_bigquery_is_refused_when_airbyte_has_no_such_destination(api, live, new_org):
@@ -273,13 +304,16 @@ def test_warehouse_in_use_cannot_be_deleted(api, live, new_org, tmp_path, repo_u
     connection = add_connection(api, org, add_source(api, org))
     response = api.delete("/api/v1/organizations/warehouses/", headers=org.headers)
     assert response.status_code == 409
-    assert response.json()["detail"] == "the warehouse is used by 1 connection(s): delete them first"
+    assert response.json()["detail"] == (
+        "the warehouse 'warehouse' is used by 1 connection(s) (sample sync): delete them first"
+    )
     assert (
         api.delete(f"/api/airbyte/v1/connections/{connection['connectionId']}", headers=org.headers).status_code == 200
     )
     add_dbt_workspace(api, org, repo_url)
     response = api.delete("/api/v1/organizations/warehouses/", headers=org.headers)
-    assert response.status_code == 409 and "dbt workspace" in response.json()["detail"]
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith("the warehouse 'warehouse' is used by the dbt target(s) default:")
     assert OrgWarehouse.objects.filter(org__slug=org.slug).exists()
 
 

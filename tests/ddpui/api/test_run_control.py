@@ -5,7 +5,6 @@ released and the canceller on record. Needs the session's Prefect worker."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,7 +12,7 @@ from django.test import Client
 
 from ddpui.models import PrefectFlowRun, TaskLock
 from tests.ddpui.api.helpers import unique
-from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
+from tests.support.orgsetup import make_sample_git_repo, sample_repo_commit, setup_org_via_api
 
 pytestmark = [pytest.mark.django_db, pytest.mark.prefect, pytest.mark.worker]
 
@@ -32,14 +31,16 @@ def wait_until(condition, what: str, timeout: float = 240):
 @pytest.fixture
 def org(api, live, tmp_path):
     name = unique("Run Control")
-    return setup_org_via_api(
+    repo_url = make_sample_git_repo(tmp_path)
+    setup = setup_org_via_api(
         api.client,
         email=f"runs-{name.split()[-1]}@example.org",
         password="run-control-password",
         org_name=name,
         warehouse_path_or_pg=tmp_path / "warehouse.duckdb",
-        git_repo_url=make_sample_git_repo(tmp_path),
+        git_repo_url=repo_url,
     )
+    return {**setup, "repo_url": repo_url}
 
 
 def create_pipeline(api, org, transform_slugs: list[str]) -> str:
@@ -76,21 +77,23 @@ def sync_jobs(emulator, connection_id: str) -> list[dict]:
 
 def test_a_failed_run_resumes_from_its_failed_task(api, live, org, new_org, prefect_worker):
     deployment_id = create_pipeline(api, org, ["git-pull", "dbt-run", "dbt-test"])
-    broken = Path(org["project_dir"]) / "models" / "broken.sql"
-    broken.write_text(BROKEN_MODEL)  # the third task, dbt run, fails once
+    # the third task, dbt run, fails once: the org pushes a broken model (the worker runs its own copy)
+    sample_repo_commit(org["repo_url"], "models/broken.sql", BROKEN_MODEL)
 
     original_id = trigger(api, org, deployment_id)
     original = finished(api, org, original_id)
 
     assert original["stateType"] == "FAILED"
-    assert original["stateMessage"].startswith("task dbt-run (seq 2) failed: dbt run exited with code 1")
+    assert original["stateMessage"].startswith(
+        "task dbt-run (seq 2) failed: dbt run --target default exited with code 1"
+    )
     assert [(r["slug"], r["status"]) for r in original["taskResults"]] == [
         ("airbyte-sync", "success"),
         ("git-pull", "success"),
         ("dbt-run", "failed"),
         ("dbt-test", "skipped"),
     ]
-    broken.unlink()
+    sample_repo_commit(org["repo_url"], "models/broken.sql", None)
     stranger = new_org()
     assert api.post(f"/api/prefect/flow_runs/{original_id}/retry", headers=stranger.headers).status_code == 404
 

@@ -6,8 +6,8 @@ use the full set-up through the API instead (tests/support/orgsetup.py).
 
 import pytest
 
-from ddpui.models import OrgDbt, OrgPrefectBlockv1, OrgTask, Task
-from tests.factories import make_org, make_orgtask, make_orguser
+from ddpui.models import OrgPrefectBlockv1, OrgTask, Task
+from tests.factories import make_dbt_workspace, make_org, make_orgtask, make_orguser
 from tests.support.prefect_rest import prefect_request
 
 
@@ -17,15 +17,10 @@ def make_pipeline_org(name: str = "Pipelines Org", role: str = "pipeline-manager
     OrgPrefectBlockv1.objects.create(
         org=org, block_type="Airbyte Server", block_id="b1", block_name=f"{org.slug}-airbyte-server"
     )
-    profile = OrgPrefectBlockv1.objects.create(
-        org=org, block_type="dbt CLI Profile", block_id="b2", block_name=f"{org.slug}-dbt-profile"
-    )
-    OrgDbt.objects.create(
-        org=org,
-        project_dir=f"/tmp/{org.slug}/dbtrepo",
+    make_dbt_workspace(
+        org,
         gitrepo_access_token_secret=f"{org.slug}-git-pull-url",
-        cli_profile_block=profile,
-        default_schema="analytics",
+        profile_block=f"{org.slug}-dbt-profile",
     )
     sync = Task.objects.get(slug="airbyte-sync")
     syncs = [

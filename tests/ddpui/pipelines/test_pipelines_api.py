@@ -209,7 +209,12 @@ def test_update_rebuilds_parameters_and_schedule_and_delete_removes_deployment(l
         ("pipeline.schedule_paused", orguser.user.email),
         ("pipeline.deleted", orguser.user.email),
     ]
-    assert trail[1].details == {"name": "renamed", "cron": "30 3 * * 1", "tasks": ["airbyte-sync", "dbt-test"]}
+    assert trail[1].details == {
+        "name": "renamed",
+        "cron": "30 3 * * 1",
+        "tasks": ["airbyte-sync", "dbt-test"],
+        "target": "default",
+    }
     assert trail[3].details == {"name": "renamed"}
 
 
