@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import PrefectFuture
+from prefect.logging.handlers import APILogHandler
 from prefect.states import Cancelled, Completed, Failed, State
 
 from ddpcontract.flows import RESULTS_ARTIFACT_KEY, TaskStatus
@@ -291,6 +292,14 @@ def _publish(results: list[dict]) -> None:
     )
 
 
+def _send_logs() -> None:
+    """Sends the run's queued log lines to Prefect now (waiting at most 5 s), before the engine records the
+    final state: whoever reads the logs once the run has ended (a one-off task run's answer, an alert's last
+    lines) then finds them all. Prefect's own batching would send the last ones up to seconds later."""
+    with suppress(Exception):
+        APILogHandler.flush()
+
+
 def run_pipeline(pipeline_tasks: list[PipelineTask], max_parallel_syncs: int = DEFAULT_MAX_PARALLEL_SYNCS) -> State:
     """Run the tasks (syncs side by side, the rest in turn), publish their results, decide the final state.
 
@@ -305,10 +314,12 @@ def run_pipeline(pipeline_tasks: list[PipelineTask], max_parallel_syncs: int = D
         execution.stop()
         with suppress(Exception):
             _publish(execution.ordered_results())
+        _send_logs()
         _end_cancelled_run()
         raise
     results = execution.ordered_results()
     _publish(results)
+    _send_logs()
     failures = [result for result in results if result["status"] == TaskStatus.FAILED]
     if failures:
         message = "; ".join(

@@ -160,6 +160,11 @@ def test_alerts_from_real_runs(
                 assert notify(run_id).status_code == 200
         tests_mail = [message for message in mail.outbox if "dbt tests failed" in message.subject]
         tests_hook = hook.wait_for(lambda request: "found problems" in request.json()["text"], timeout=10)
+        # the run's last log lines reached Prefect before its final state: the alert's tail holds dbt's verdict
+        # on the failing test and its summary (it used to stop in the middle of dbt's output)
+        tail = tests_mail[0].body.split("Last log lines:", 1)[1].split("\n\nThe run in", 1)[0]
+        assert "Failure in test assert_every_order_reviewed" in tail, tail
+        assert "Done. PASS=16 WARN=0 ERROR=1" in tail, tail
 
         # the sync of that run is the connection's last successful sync; no limit, so never stale
         connections = {c["name"]: c for c in call("get", "/api/airbyte/v1/connections", headers)}
