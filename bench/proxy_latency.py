@@ -390,9 +390,18 @@ def running_stack(home: Path, database_url: str | None):
 
 
 def delete_deployments(servers: Servers, deployment_ids: list[str]) -> None:
+    """Deletes them (a dropped connection or a busy answer is tried again, after 1, 2, 4 s)."""
     with httpx.Client(base_url=servers.api_url, timeout=60) as direct:
         while deployment_ids:
-            direct.delete(f"/deployments/{deployment_ids.pop()}")
+            deployment_id = deployment_ids.pop()
+            for delay in (1, 2, 4, None):
+                try:
+                    if direct.delete(f"/deployments/{deployment_id}").status_code not in (429, 502, 503):
+                        break
+                except httpx.TransportError:
+                    if delay is None:
+                        raise
+                time.sleep(delay or 0)
 
 
 def bench_server(label: str, database_url: str | None, args) -> list[dict]:
@@ -425,6 +434,11 @@ def bench_server(label: str, database_url: str | None, args) -> list[dict]:
                         }
                     )
                     print_row(rows[-1])
+    except BaseException:
+        for log in ("prefect-server.log", "proxy.log"):
+            with contextlib.suppress(OSError):
+                print(f"--- the end of {log}:\n{(home / log).read_text()[-3000:]}", file=sys.stderr)
+        raise
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return rows
