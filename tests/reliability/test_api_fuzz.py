@@ -66,6 +66,7 @@ def seeded_org(idle_pool, tmp_path):
         "flow_run_id": [run.json()["flow_run_id"]],
         "definition_id": [SAMPLE_SOURCE_DEFINITION_ID, DUCKDB_DESTINATION_DEFINITION_ID],
         "task_id": [str(task.task_id)],
+        "name": ["default"],  # the org's dbt target made with its workspace (/api/v1/dbt/targets/{name}/)
         "slug": ["dbt-run", "git-pull"],  # master-list task slugs (GET /api/data/tasks/{slug}/config/)
     }
     return setup, real_ids

@@ -39,6 +39,8 @@ ID_KINDS = {
     "deployment_id": "deployment",
     "flow_run_id": "flow_run",
     "task_id": "task",
+    # a dbt target is named within its org: A's own target name (every org has a `default` of its own)
+    "name": "target",
 }
 # a connector definition is Airbyte's catalogue, shared by every org: any real one will do
 FIXED_PARAMETERS = {"status": "inactive", "slug": "dbt-run", "definition_id": "5a3b1e00-d0d0-4e3a-9000-000000000001"}
@@ -98,6 +100,12 @@ ROUTES: dict[tuple[str, str], Callable[[dict], dict | None]] = {
     ("PUT", "/api/dbt/github/"): lambda a: {"gitrepoUrl": a["git_repo_url"]},
     ("GET", "/api/tasks/{task_id}"): lambda a: None,
     ("DELETE", "/api/v1/organizations/warehouses/"): lambda a: None,
+    ("DELETE", "/api/v1/organizations/warehouses/{destination_id}/"): lambda a: None,
+    ("GET", "/api/v1/dbt/targets/"): lambda a: None,
+    ("POST", "/api/v1/dbt/targets/"): lambda a: {"name": "tenantb_dev", "schema": "tenantb_dev"},
+    ("GET", "/api/v1/dbt/targets/{name}/"): lambda a: None,
+    ("PUT", "/api/v1/dbt/targets/{name}/"): lambda a: {"schema": "stolen"},
+    ("DELETE", "/api/v1/dbt/targets/{name}/"): lambda a: None,
     ("POST", "/api/airbyte/v1/workspace/"): lambda a: {"name": a["org_name"]},
     ("PUT", "/api/airbyte/v1/destinations/{destination_id}/"): lambda a: {
         "airbyteConfig": {"destination_path": "/tmp/stolen.duckdb", "schema": "stolen"}
@@ -276,6 +284,10 @@ def org_a_and_b(idle_pool, tmp_path):
         "/api/prefect/tasks/", {"taskSlug": "dbt-run", "options": {"select": "orders"}}, "application/json", **headers
     )
     assert custom.status_code == 200, custom.content
+    target = client.post(
+        "/api/v1/dbt/targets/", {"name": "tenanta_dev", "schema": "tenanta_dev"}, "application/json", **headers
+    )
+    assert target.status_code == 200, target.content
     pipeline = {
         "name": "tenant a nightly",
         "connections": [{"id": a["connection_id"], "seq": 0}],
@@ -320,6 +332,7 @@ def org_a_and_b(idle_pool, tmp_path):
         "deployment": [pipeline_id, a["deployment_id"]],
         "flow_run": [run.json()["flow_run_id"], task_run.json()["flow_run_id"]],
         "task": [str(task.task_id)],
+        "target": ["tenanta_dev"],
     }
     return ids, b
 
