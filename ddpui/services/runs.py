@@ -17,9 +17,10 @@ from ddpui.models.dataflows import OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import DbtTarget, Org, OrgUser
 from ddpui.models.tasks import OrgTask
-from ddpui.prefect_client import LOG_PAGE_LIMIT, ProxyNotFound, get_proxy
+from ddpui.prefect_client import ProxyNotFound, get_proxy
 from ddpui.services import locks
 from ddpui.services.audit import AuditAction, audit_record
+from ddpui.services.run_logs import ended_run_log_lines
 from ddpui.services.run_states import is_terminal, locks_acquire_or_heal, run_read, run_state_apply
 from ddpui.services.selectors import dataflow_get
 
@@ -152,7 +153,6 @@ def run_wait(
     terminal one releases its locks). Returns the record and, once the run has ended, its log lines (the
     first `max_log_lines`); while it still runs, no lines."""
     deadline = time.monotonic() + max(timeout_seconds, 0)
-    proxy = get_proxy()
     while True:
         record, _ = run_state_apply(org=org, run=run_read(flow_run_id=flow_run_id))
         if is_terminal(record.state_type) or time.monotonic() >= deadline:
@@ -160,14 +160,8 @@ def run_wait(
         time.sleep(min(poll_seconds, max(deadline - time.monotonic(), 0)))
     if not is_terminal(record.state_type):
         return record, []
-    lines: list[api.LogLine] = []
-    while len(lines) < max_log_lines:
-        page = proxy.flow_run(flow_run_id).logs(offset=len(lines), limit=LOG_PAGE_LIMIT)
-        batch = page.logs
-        lines.extend(batch)
-        if len(batch) < LOG_PAGE_LIMIT:
-            break
-    return record, lines[:max_log_lines]
+    # the run's last lines reach Prefect a moment after its final state: read once they are all there
+    return record, ended_run_log_lines(flow_run_id, max_lines=max_log_lines)
 
 
 def run_history(*, org: Org, deployment_id: str, limit: int, offset: int = 0) -> list[PrefectFlowRun]:

@@ -22,9 +22,10 @@ from ddpcontract import proxy_api as api
 from ddpui.airbyte.client import get_airbyte
 from ddpui.errors import DomainError
 from ddpui.models.alerts import Alert, AlertChannel, AlertDelivery, AlertEvent, OrgAlertSettings
-from ddpui.prefect_client import LOG_PAGE_LIMIT, get_proxy
+from ddpui.prefect_client import get_proxy
 from ddpui.services.alerts.content import airbyte_explanation, redact, render
 from ddpui.services.alerts.preferences import email_events_of
+from ddpui.services.run_logs import ended_run_log_lines
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +40,10 @@ class DeliveryFailed(Exception):
 # --------------------------------------------------------------------------------------------- rendering
 
 
-def last_log_lines(flow_run_id: str, *, count: int = 20, max_pages: int = 50) -> list[dict]:
-    """The run's last `count` log lines, read page by page (the proxy serves at most LOG_PAGE_LIMIT a page)."""
-    run, offset, tail = get_proxy().flow_run(flow_run_id), 0, []
-    for _ in range(max_pages):
-        lines = [line.model_dump(mode="json") for line in run.logs(offset=offset, limit=LOG_PAGE_LIMIT).logs]
-        tail = (tail + lines)[-count:]
-        if len(lines) < LOG_PAGE_LIMIT:
-            break
-        offset += len(lines)
-    return tail
+def last_log_lines(flow_run_id: str, *, count: int = 20, max_lines: int = 10_000) -> list[dict]:
+    """The run's last `count` log lines, once Prefect has them all (services/run_logs.py)."""
+    lines = ended_run_log_lines(flow_run_id, max_lines=max_lines)
+    return [line.model_dump(mode="json") for line in lines[-count:]]
 
 
 def _airbyte_failure(job_id: int) -> tuple[str, str] | None:
