@@ -13,6 +13,7 @@ ProxyUnavailable 503), which the API maps to `{"detail": ...}`.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, TypeVar
 
 import httpx
@@ -61,6 +62,17 @@ def _detail(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
+# A pooled keep-alive connection the proxy closed as it was reused, or a connection refused for a moment, is
+# tried again after these pauses (a few hundred milliseconds in all); anything else is answered at once.
+_RECONNECT_PAUSES = (0.1, 0.3, 0.6)
+
+
+def _safe_to_send_again(method: str, error: httpx.TransportError) -> bool:
+    """Whether a call that failed in transport may be sent again: a read (GET) always; a write only when the
+    connection was never made, so the proxy cannot have acted on it."""
+    return method.upper() == "GET" or isinstance(error, httpx.ConnectError)
+
+
 class PrefectProxy:
     def __init__(
         self, base_url: str, token: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
@@ -79,12 +91,16 @@ class PrefectProxy:
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Any:
         with self._lock:
             self.calls += 1
-        try:
-            response = self._http.request(method, path, json=json, params=params)
-        except httpx.TransportError as exc:
-            raise ProxyUnavailable(
-                f"the Prefect proxy at {self.base_url} is unreachable ({exc.__class__.__name__})"
-            ) from exc
+        for pause in (*_RECONNECT_PAUSES, None):
+            try:
+                response = self._http.request(method, path, json=json, params=params)
+                break
+            except httpx.TransportError as exc:
+                if pause is None or not _safe_to_send_again(method, exc):
+                    raise ProxyUnavailable(
+                        f"the Prefect proxy at {self.base_url} is unreachable ({exc.__class__.__name__})"
+                    ) from exc
+                time.sleep(pause)
         if response.status_code == 404:
             raise ProxyNotFound(f"not found in Prefect: {_detail(response)}")
         if response.status_code == 503:
