@@ -19,6 +19,7 @@ from prefect.client.orchestration import PrefectClient
 from proxy import deployments, schemas
 from proxy.deployments import AdhocDeployments
 from proxy.errors import InvalidRequest
+from proxy.flow_runs import EndedFamilies
 from proxy.settings import ProxySettings
 
 PREFIX = "/proxy"
@@ -72,10 +73,15 @@ async def flow_ids(request: Request) -> deployments.FlowIds:
     return request.app.state.flow_ids
 
 
+async def ended_families(request: Request) -> EndedFamilies:
+    return request.app.state.ended_families
+
+
 Prefect = Annotated[PrefectClient, Depends(prefect_client)]
 Settings = Annotated[ProxySettings, Depends(proxy_settings)]
 Adhoc = Annotated[AdhocDeployments, Depends(adhoc_deployments)]
 FlowIds = Annotated[deployments.FlowIds, Depends(flow_ids)]
+Ended = Annotated[EndedFamilies, Depends(ended_families)]
 
 
 def _unstorable(value) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -39,6 +41,40 @@ from proxy.prefect_api import prefect_json
 
 # Prefect's client shares 16 connections; more concurrent calls would only queue inside it.
 MAX_CONCURRENT_PREFECT_CALLS = 16
+
+
+class EndedFamilies:
+    """Runs seen ended, with their subflows also ended, and the ids of those subflows: what a logs read needs
+    besides the page itself, remembered per proxy process for `ttl` seconds (at most `size` runs, the oldest
+    forgotten first).
+
+    An ended run's family no longer changes, so reading the pages of its logs costs one Prefect call instead of
+    two. Only a retry makes an ended run run again: this process forgets the run when it retries it, and another
+    proxy process's answer may say the logs are complete for at most `ttl` seconds after the retry.
+    """
+
+    def __init__(self, *, ttl: float = 30.0, size: int = 4096):
+        self.ttl, self.size = ttl, size
+        self._runs: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
+
+    def get(self, flow_run_id: str) -> list[str] | None:
+        """The ended run's subflow ids, or None when it is not remembered (or no longer)."""
+        found = self._runs.get(flow_run_id)
+        if found is None:
+            return None
+        if found[0] < time.monotonic():
+            del self._runs[flow_run_id]
+            return None
+        return found[1]
+
+    def remember(self, flow_run_id: str, subflow_ids: list[str]) -> None:
+        self._runs.pop(flow_run_id, None)
+        self._runs[flow_run_id] = (time.monotonic() + self.ttl, list(subflow_ids))
+        while len(self._runs) > self.size:
+            self._runs.popitem(last=False)
+
+    def forget(self, flow_run_id: str) -> None:
+        self._runs.pop(flow_run_id, None)
 
 
 def _parse_table(data: Any) -> list[dict[str, Any]] | None:
@@ -230,8 +266,8 @@ async def flow_runs_filter(client: PrefectClient, *, request: schemas.FlowRunFil
     )
 
 
-async def _family(client: PrefectClient, flow_run_id: UUID) -> tuple[dict[str, Any], list[str]]:
-    """The run's id and state type, and the ids of its subflow runs at any depth.
+async def _family(client: PrefectClient, flow_run_id: UUID) -> tuple[dict[str, Any], list[str], bool]:
+    """The run's id and state type, the ids of its subflow runs at any depth, and whether those all ended.
 
     One Prefect call finds the run and its direct children together (id = run OR parent = run), reading only
     ids and state types; deeper levels cost a call each, and only when there are children.
@@ -246,14 +282,16 @@ async def _family(client: PrefectClient, flow_run_id: UUID) -> tuple[dict[str, A
     if run is None:
         raise NotFound(f"no flow run with id {flow_run_id}")
     descendants: list[str] = []
-    parents = [item["id"] for item in found if item["id"] != str(flow_run_id)]
-    while parents:
-        descendants.extend(parents)
+    subflows_ended = True
+    level = [item for item in found if item["id"] != str(flow_run_id)]
+    while level:
+        descendants.extend(item["id"] for item in level)
+        subflows_ended = subflows_ended and all(item.get("state_type") in TERMINAL_STATES for item in level)
         children = await _read_ids_and_states(
-            client, FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents))
+            client, FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[i["id"] for i in level]))
         )
-        parents = [child["id"] for child in children if child["id"] not in descendants]
-    return run, descendants
+        level = [child for child in children if child["id"] not in descendants]
+    return run, descendants, subflows_ended
 
 
 async def _read_ids_and_states(client: PrefectClient, run_filter: FlowRunFilter) -> list[dict[str, Any]]:
@@ -285,18 +323,33 @@ async def _logs_page(client: PrefectClient, flow_run_ids: list[Any], offset: int
     )
 
 
-async def flow_run_logs(client: PrefectClient, *, flow_run_id: UUID, offset: int, limit: int) -> schemas.FlowRunLogs:
+async def flow_run_logs(
+    client: PrefectClient,
+    *,
+    flow_run_id: UUID,
+    offset: int,
+    limit: int,
+    ended: EndedFamilies | None = None,
+) -> schemas.FlowRunLogs:
     """The run's logs, its task runs' and its subflows', oldest first, one page.
 
     The page of the run's own logs is read while the run's state and subflows are looked up (two concurrent
-    Prefect calls); only a run that has subflows has its page read again, with theirs.
+    Prefect calls); only a run that has subflows has its page read again, with theirs. A run `ended` remembers
+    (it and its subflows seen ended) costs one call: its page.
     """
-    (run, subflow_ids), logs = await asyncio.gather(
-        _family(client, flow_run_id), _logs_page(client, [flow_run_id], offset, limit)
-    )
-    if subflow_ids:
+    subflow_ids = ended.get(str(flow_run_id)) if ended is not None else None
+    if subflow_ids is not None:
         logs = await _logs_page(client, [flow_run_id, *subflow_ids], offset, limit)
-    finished = run.get("state_type") in TERMINAL_STATES
+        finished = True
+    else:
+        (run, subflow_ids, subflows_ended), logs = await asyncio.gather(
+            _family(client, flow_run_id), _logs_page(client, [flow_run_id], offset, limit)
+        )
+        if subflow_ids:
+            logs = await _logs_page(client, [flow_run_id, *subflow_ids], offset, limit)
+        finished = run.get("state_type") in TERMINAL_STATES
+        if ended is not None and finished and subflows_ended:
+            ended.remember(str(flow_run_id), subflow_ids)
     more = len(logs) == limit or not finished
     return schemas.FlowRunLogs(
         logs=[
@@ -348,8 +401,12 @@ async def flow_run_cancel(client: PrefectClient, *, flow_run_id: UUID) -> schema
     return await _propose(client, flow_run_id, cancelling, action="cancel")
 
 
-async def flow_run_retry(client: PrefectClient, *, flow_run_id: UUID) -> schemas.FlowRunStateChange:
+async def flow_run_retry(
+    client: PrefectClient, *, flow_run_id: UUID, ended: EndedFamilies | None = None
+) -> schemas.FlowRunStateChange:
     """Runs the same flow run again (same id, same parameters), as Prefect's UI "Retry" does."""
+    if ended is not None:
+        ended.forget(str(flow_run_id))
     flow_run = await _read(client, flow_run_id)
     state = flow_run.get("state") or {}
     if state.get("type") not in TERMINAL_STATES:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from proxy.deployments import AdhocDeployments, FlowIds
 from proxy.errors import CatchAllMiddleware, register_exception_handlers
+from proxy.flow_runs import EndedFamilies
 from proxy.prefect_api import PrefectConnection
 from proxy.routes import ROUTERS
 from proxy.settings import ProxySettings
@@ -49,6 +50,7 @@ def create_app(settings: ProxySettings | None = None) -> FastAPI:
     app.state.prefect = connection
     app.state.adhoc = AdhocDeployments(settings)
     app.state.flow_ids = FlowIds()
+    app.state.ended_families = EndedFamilies()
     register_exception_handlers(app)
     app.add_middleware(PrefectSettingsMiddleware, connection=connection)
     app.add_middleware(CatchAllMiddleware)

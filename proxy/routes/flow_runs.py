@@ -9,7 +9,7 @@ from fastapi import Query
 
 from ddpcontract.proxy_api import MAX_OFFSET
 from proxy import flow_runs, schemas
-from proxy.dependencies import CREATED, Prefect, resource_router
+from proxy.dependencies import CREATED, Ended, Prefect, resource_router
 
 router = resource_router(tags=["flow runs"])
 
@@ -43,10 +43,11 @@ async def filter_flow_runs(request: schemas.FlowRunFilter, client: Prefect) -> s
 async def read_flow_run_logs(
     flow_run_id: UUID,
     client: Prefect,
+    ended: Ended,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 200,
 ) -> schemas.FlowRunLogs:
-    return await flow_runs.flow_run_logs(client, flow_run_id=flow_run_id, offset=offset, limit=limit)
+    return await flow_runs.flow_run_logs(client, flow_run_id=flow_run_id, offset=offset, limit=limit, ended=ended)
 
 
 @router.post("/flow_runs/{flow_run_id}/cancel")
@@ -55,5 +56,5 @@ async def cancel_flow_run(flow_run_id: UUID, client: Prefect) -> schemas.FlowRun
 
 
 @router.post("/flow_runs/{flow_run_id}/retry")
-async def retry_flow_run(flow_run_id: UUID, client: Prefect) -> schemas.FlowRunStateChange:
-    return await flow_runs.flow_run_retry(client, flow_run_id=flow_run_id)
+async def retry_flow_run(flow_run_id: UUID, client: Prefect, ended: Ended) -> schemas.FlowRunStateChange:
+    return await flow_runs.flow_run_retry(client, flow_run_id=flow_run_id, ended=ended)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prefect.client.schemas.actions import ArtifactCreate
-from prefect.states import Completed, Failed
+from prefect.states import Completed, Failed, Running
 
 from proxy import flow_runs
 from tests.proxy.conftest import make_deployment, unique
@@ -219,6 +219,50 @@ def test_logs_include_subflows_at_any_depth_and_end_once_the_run_has_finished(ap
         "g2",
         "c4",
     ]
+
+
+def test_an_ended_runs_logs_are_paged_in_one_prefect_call_until_the_proxy_retries_it(api, prefect):
+    """Once a run and its subflows have ended, the proxy remembers the family for a while: later pages are read
+    without looking the run up again (so a state set behind the proxy's back is not seen), and a retry through
+    the proxy forgets it at once."""
+    deployment_id = make_deployment(api)
+    parent = start_run(api, deployment_id)
+    child = _subflow_run(parent)
+    start = datetime.now(UTC)
+    prefect_request("POST", "/logs/", json=[_log(parent, "p0", start), _log(child, "c1", start + timedelta(seconds=1))])
+    prefect.set_flow_run_state(child, Completed(), force=True)
+    prefect.set_flow_run_state(parent, Completed(), force=True)
+
+    first = api.get(f"/proxy/flow_runs/logs/{parent}").json()
+    assert [line["message"] for line in first["logs"]] == ["p0", "c1"] and first["next_offset"] is None
+
+    # a line logged later by the subflow is still found: the family is remembered, not the page
+    prefect_request("POST", "/logs/", json=[_log(child, "c2", start + timedelta(seconds=2))])
+    prefect.set_flow_run_state(parent, Running(), force=True)  # seen only by reading the run again
+    remembered = api.get(f"/proxy/flow_runs/logs/{parent}", params={"offset": 2}).json()
+    assert [line["message"] for line in remembered["logs"]] == ["c2"]
+    assert remembered["next_offset"] is None  # the run was not read again
+
+    prefect.set_flow_run_state(parent, Completed(), force=True)
+    assert api.post(f"/proxy/flow_runs/{parent}/retry").status_code == 200
+    after_retry = api.get(f"/proxy/flow_runs/logs/{parent}", params={"offset": 3}).json()
+    assert after_retry == {"logs": [], "offset": 3, "next_offset": 3}  # running again: more may come
+
+
+def test_ended_families_forget_after_their_time_and_beyond_their_size(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(flow_runs.time, "monotonic", lambda: clock[0])
+    families = flow_runs.EndedFamilies(ttl=30, size=2)
+    families.remember("a", ["a1"])
+    families.remember("b", [])
+    assert families.get("a") == ["a1"] and families.get("b") == []
+    families.remember("c", [])  # over size: the oldest remembered goes
+    assert families.get("a") is None and families.get("c") == []
+    clock[0] += 30.5
+    assert families.get("b") is None and families.get("c") is None
+    families.remember("d", ["d1"])
+    families.forget("d")
+    assert families.get("d") is None
 
 
 def _subflow_run(parent_flow_run_id: str) -> str:
