@@ -11,6 +11,7 @@ from ddpui.prefect_client.client import (
     ProxyNotFound,
     ProxyUnavailable,
     get_proxy,
+    meanwhile,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "ProxyNotFound",
     "ProxyUnavailable",
     "get_proxy",
+    "meanwhile",
 ]

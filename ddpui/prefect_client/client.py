@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
@@ -50,6 +52,7 @@ class ProxyUnavailable(UpstreamUnavailable):
 
 
 Answer = TypeVar("Answer", bound=pydantic.BaseModel)
+Result = TypeVar("Result")
 
 
 def _detail(response: httpx.Response) -> str:
@@ -378,6 +381,17 @@ class OutgoingWebhook:
 
 _default: PrefectProxy | None = None
 _default_key: tuple | None = None
+
+
+# Proxy calls a request makes while it reads the database meanwhile (see `meanwhile`). The calls only do HTTP:
+# no database connection is ever opened on these threads.
+_MEANWHILE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ddpui-proxy-call")
+
+
+def meanwhile(call: Callable[..., Result], /, *args: Any, **kwargs: Any) -> Future[Result]:
+    """Starts a proxy call on a shared thread and returns its future: the request's own thread reads the
+    database in the meantime, and `.result()` gives the answer or raises the call's error."""
+    return _MEANWHILE.submit(call, *args, **kwargs)
 
 
 def get_proxy() -> PrefectProxy:

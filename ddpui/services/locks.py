@@ -145,6 +145,15 @@ def locks_held(*, orgtask_ids: Iterable[int]) -> list[TaskLock]:
     return _held(orgtask_ids)
 
 
+def locks_held_in_org(*, org) -> list[TaskLock]:
+    """Every lock on the org's tasks, whatever its target. One query."""
+    return list(
+        TaskLock.objects.filter(orgtask__org=org).select_related(
+            "orgtask__task", "target", "locking_dataflow", "locked_by__user"
+        )
+    )
+
+
 def locks_status(*, orgtask_ids: Iterable[int]) -> dict[int, TaskLock]:
     """orgtask id -> its lock, for the tasks that are locked; a task locked on several targets shows the default
     target's lock, else its oldest. One query."""

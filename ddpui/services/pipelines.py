@@ -19,7 +19,7 @@ from ddpui.models.dataflows import DataflowOrgTask, OrgDataFlowv1
 from ddpui.models.flow_runs import PrefectFlowRun
 from ddpui.models.org import DbtTarget, Org, OrgUser
 from ddpui.models.tasks import OrgTask, TaskType
-from ddpui.prefect_client import ProxyNotFound, get_proxy
+from ddpui.prefect_client import ProxyNotFound, get_proxy, meanwhile
 from ddpui.services import locks, runs
 from ddpui.services.alerts.freshness import (
     LAST_SUCCESSFUL_RUN_FIELDS,
@@ -438,6 +438,14 @@ def _locks_by_task(task_ids) -> dict[int, list]:
     return held
 
 
+def _locks_by_task_of_org(org: Org) -> dict[int, list]:
+    """Every lock on the org's tasks, by task: one query on the org (a thousand-id IN list costs more)."""
+    held: dict[int, list] = {}
+    for lock in locks.locks_held_in_org(org=org):
+        held.setdefault(lock.orgtask_id, []).append(lock)
+    return held
+
+
 def pipelines_list(*, org: Org) -> list[PipelineSummary]:
     """Every orchestrate pipeline with schedule, last run, lock and target: at most 4 queries and 2 proxy calls,
     whatever the count."""
@@ -459,13 +467,15 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
     )
     if not dataflows:
         return []
-    task_ids_by_dataflow = _task_ids_by_dataflow(org)
     ids = [d["deployment_id"] for d in dataflows]
     proxy = get_proxy()
-    states = proxy.deployments.schedule_states(deployment_ids=ids)
-    last_runs = {r.deployment_id: r for r in proxy.flow_runs.filter(deployment_ids=ids, limit_per_deployment=1)}
+    # the two proxy calls go out at once, and the database is read while they are under way
+    states_call = meanwhile(proxy.deployments.schedule_states, deployment_ids=ids)
+    runs_call = meanwhile(proxy.flow_runs.filter, deployment_ids=ids, limit_per_deployment=1)
+    task_ids_by_dataflow = _task_ids_by_dataflow(org)
+    held = _locks_by_task_of_org(org)
+    states, last_runs = states_call.result(), {r.deployment_id: r for r in runs_call.result()}
     paused, missing_ids = set(states.paused), set(states.missing)
-    held = _locks_by_task({task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
     run_states = locks.lock_run_states(
         held=[lock for task_locks in held.values() for lock in task_locks], observed_runs=last_runs.values()
     )
