@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentScheduleUpdate
+from prefect.client.schemas.actions import DeploymentScheduleUpdate
 from prefect.client.schemas.actions import DeploymentUpdate as PrefectDeploymentUpdate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, DeploymentFilterTags
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectNotFound
 
 from ddpcontract.flows import FLOW_NAME_BY_ENTRYPOINT, PARAMETERS_BY_ENTRYPOINT, Entrypoint
 from proxy import schemas
@@ -70,16 +71,19 @@ async def _read(client: PrefectClient, deployment_id: UUID) -> dict[str, Any]:
 
 async def _exists_by_name(client: PrefectClient, flow_name: str, deployment_name: str) -> bool:
     try:
-        await client.request(
-            "GET",
-            "/deployments/name/{flow_name}/{deployment_name}",
-            path_params={"flow_name": flow_name, "deployment_name": deployment_name},
-        )
+        path = f"/deployments/name/{quote(flow_name, safe='')}/{quote(deployment_name, safe='')}"
+        await prefect_json(client, "GET", path)
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:
             return False
         raise
     return True
+
+
+async def _post_deployment(client: PrefectClient, flow_id: UUID, fields: dict[str, Any]) -> UUID:
+    """Prefect's create (an upsert by flow and name: the caller has checked the name is free), as plain JSON."""
+    body = await prefect_json(client, "POST", "/deployments/", json={"flow_id": str(flow_id), **fields})
+    return UUID(body["id"])
 
 
 class FlowIds:
@@ -113,9 +117,8 @@ async def deployment_create(
         raise Conflict(f"a deployment named {request.deployment_name!r} of flow {flow_name!r} already exists")
     schedules = []
     if request.cron:
-        schedules.append(
-            DeploymentScheduleCreate(schedule=CronSchedule(cron=request.cron, timezone=request.timezone or "UTC"))
-        )
+        schedule = CronSchedule(cron=request.cron, timezone=request.timezone or "UTC")
+        schedules.append({"schedule": schedule.model_dump(mode="json", exclude_unset=True), "active": True})
     work_pool = request.work_pool_name or settings.work_pool
     fields = {
         "name": request.deployment_name,
@@ -133,8 +136,8 @@ async def deployment_create(
     flow_id, remembered = await flow_ids.get(client, flow_name)
     try:
         try:
-            deployment_id = await client.create_deployment(flow_id=flow_id, **fields)
-        except (httpx.HTTPStatusError, ObjectAlreadyExists):
+            deployment_id = await _post_deployment(client, flow_id, fields)
+        except httpx.HTTPStatusError:
             if not remembered:
                 raise
             # the remembered flow may have been deleted since (Prefect refuses a deployment of a missing flow)
@@ -142,7 +145,7 @@ async def deployment_create(
             fresh_id, _ = await flow_ids.get(client, flow_name)
             if fresh_id == flow_id:
                 raise
-            deployment_id = await client.create_deployment(flow_id=fresh_id, **fields)
+            deployment_id = await _post_deployment(client, fresh_id, fields)
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:  # the only object the request names that Prefect looks up
             raise InvalidRequest(
