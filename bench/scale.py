@@ -3,10 +3,14 @@
 Starts devtools/prod_layout.py (Django under gunicorn and the Prefect server on PostgreSQL, two workers, the
 proxy, the Airbyte emulator, webhook, reconciler), then through the HTTP API only:
 
-1. 10 orgs; the first grows to --big pipelines (the list is timed at 10, 100 and --big), the 9 others get
-   --small each. Every pipeline has a daily cron far from now (Prefect schedules its runs ahead);
+1. 10 orgs; the first grows to --big pipelines (the list is timed at 10, 100 and --big, each time once Prefect's
+   scheduler has made the new deployments' runs: see 2), the 9 others get --small each. Every pipeline has a
+   daily cron far from now (Prefect schedules its runs ahead);
 2. trigger: one run of 3 pipelines per org (30 triggers, distinct syncs), timed with the work pool paused
-   (the target excludes worker pickup; on 2 cores, flow-run processes starting would compete with Django);
+   (the target excludes worker pickup; on 2 cores, flow-run processes starting would compete with Django), once
+   Prefect's scheduler has made the new deployments' runs (no new scheduled run for 15 s): its first pass over a
+   thousand new deployments is part of the set-up. Each trigger is followed by a run create sent straight to
+   Prefect (of a deployment Django does not know; deleted after), timed too: Prefect's share at that moment;
 3. webhook: once those 30 runs are over, --deliveries notifications about them are posted to the webhook
    from --threads threads (each makes Django read the run back through the proxy): deliveries per second;
 4. scheduler: one pipeline per org gets a cron that falls due 2 (5 orgs) or 3 minutes (5 orgs) later;
@@ -74,6 +78,40 @@ def machine() -> str:
     )
 
 
+def scheduler_settled(prefect: httpx.Client, *, quiet_seconds: float = 15, limit_seconds: float = 240) -> float:
+    """Waits until Prefect's scheduler has stopped adding scheduled runs (the count unchanged for `quiet_seconds`,
+    at most `limit_seconds`); returns the seconds waited."""
+    started = time.monotonic()
+    body = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+    last, since = None, time.monotonic()
+    while time.monotonic() - started < limit_seconds:
+        count = prefect.post("/flow_runs/count", json=body).json()
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            break
+        time.sleep(3)
+    return time.monotonic() - started
+
+
+def side_deployment(prefect: httpx.Client, like_deployment_id: str) -> str:
+    """A deployment of the same flow and pool that Django does not know (its runs' notifications are ignored),
+    without a schedule: the runs Prefect creates for it straight away measure Prefect's share of a trigger."""
+    like = prefect.get(f"/deployments/{like_deployment_id}").json()
+    body = {
+        "name": f"bench-side-{uuid.uuid4().hex[:8]}",
+        "flow_id": like["flow_id"],
+        "work_pool_name": like["work_pool_name"],
+        "entrypoint": like["entrypoint"],
+        "path": like["path"],
+        "parameters": {},
+        "enforce_parameter_schema": False,
+    }
+    response = prefect.post("/deployments/", json=body)
+    response.raise_for_status()
+    return response.json()["id"]
+
+
 def far_cron(now: datetime) -> str:
     return f"0 {(now.hour + 12) % 24} * * *"
 
@@ -83,7 +121,7 @@ def main() -> int:
     parser.add_argument("--pg-dsn", default=os.environ.get("DDPUI_TEST_PG_DSN", ""), help="a superuser's DSN")
     parser.add_argument("--big", type=int, default=1000, help="pipelines of the big org (default 1000)")
     parser.add_argument("--small", type=int, default=10, help="pipelines of each of the 9 other orgs (default 10)")
-    parser.add_argument("--repeat", type=int, default=30, help="list calls per size (default 30)")
+    parser.add_argument("--repeat", type=int, default=60, help="list calls per size (default 60)")
     parser.add_argument("--deliveries", type=int, default=600, help="webhook notifications to post (default 600)")
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
@@ -120,8 +158,11 @@ def main() -> int:
             grow(org, args.small)
         big = orgs[0]
         list_ms: dict[int, list[float]] = {}
+        prefect = httpx.Client(base_url=layout.state.prefect_api_url, timeout=60)
         for size in sizes:
             grow(big, size)
+            settled = scheduler_settled(prefect)
+            print(f"[bench] {size} pipelines: Prefect's scheduler settled after {settled:.0f} s", flush=True)
             api.pipelines(big)  # warm
             list_ms[size] = [timed(lambda: api.pipelines(big))[0] for _ in range(args.repeat)]
             assert len(api.pipelines(big)) == size
@@ -129,20 +170,34 @@ def main() -> int:
         total = sum(len(ids) for ids in pipelines.values())
         setup_seconds = time.monotonic() - setup_started
 
-        # 2. triggers: 3 pipelines per org, distinct syncs, the pool paused while they are timed
+        # 2. triggers: 3 pipelines per org, distinct syncs, the pool paused while they are timed, once Prefect's
+        # scheduler has filled in the new deployments' runs (its first pass over a thousand new deployments is
+        # set-up, not the steady state); each trigger is followed by Prefect's own create of a run (of a deployment
+        # Django does not know), sent straight to it: Prefect's share at that moment
+        settle_seconds = scheduler_settled(prefect)
+        print(f"[bench] Prefect's scheduler settled after {settle_seconds:.0f} s", flush=True)
         pool_url = f"{layout.state.prefect_api_url}/work_pools/{layout.state.work_pool}"
         httpx.patch(pool_url, json={"is_paused": True}, timeout=30).raise_for_status()
-        trigger_ms, run_ids = [], []
+        side = side_deployment(prefect, pipelines[orgs[0].slug][0])
+        trigger_ms, prefect_create_ms, run_ids, side_runs = [], [], [], []
         for org in orgs:
             for deployment_id in pipelines[org.slug][:3]:
                 elapsed, response = timed(lambda org=org, d=deployment_id: api.pipeline_trigger(org, d))
                 assert response.status_code == 200, response.text
                 trigger_ms.append(elapsed)
                 run_ids.append((org, response.json()["flow_run_id"]))
+                elapsed, response = timed(
+                    lambda: prefect.post(f"/deployments/{side}/create_flow_run", json={"parameters": {}})
+                )
+                response.raise_for_status()
+                prefect_create_ms.append(elapsed)
+                side_runs.append(response.json()["id"])
+        for flow_run_id in side_runs:
+            prefect.delete(f"/flow_runs/{flow_run_id}").raise_for_status()
+        prefect.delete(f"/deployments/{side}").raise_for_status()
         httpx.patch(pool_url, json={"is_paused": False}, timeout=30).raise_for_status()
 
         # 3. webhook deliveries about the triggered runs, once they are over
-        prefect = httpx.Client(base_url=layout.state.prefect_api_url, timeout=60)
         deadline = time.monotonic() + 600
         ids = [run_id for _, run_id in run_ids]
         while time.monotonic() < deadline:
@@ -216,6 +271,8 @@ def main() -> int:
         rows.append((f"pipeline list p95, {size} pipelines in the org", p95, note))
     trigger_note = f"p50 {statistics.median(trigger_ms):.0f} ms, {len(trigger_ms)} triggers; target < 150 ms"
     rows.append(("trigger p95", f"{percentile(trigger_ms, 0.95):.0f} ms", trigger_note))
+    prefect_note = f"p50 {statistics.median(prefect_create_ms):.0f} ms; each right after a trigger, straight to Prefect"
+    rows.append(("  Prefect's own run create p95", f"{percentile(prefect_create_ms, 0.95):.0f} ms", prefect_note))
     webhook_note = f"{args.deliveries} from {args.threads} threads in {webhook_seconds:.1f} s; {len(bad)} not 200"
     rows.append(("webhook deliveries", f"{args.deliveries / webhook_seconds:.0f} /s", webhook_note))
     worst = max(lateness, default=float("nan"))
