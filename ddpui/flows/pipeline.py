@@ -297,7 +297,7 @@ def _send_logs() -> None:
     final state: whoever reads the logs once the run has ended (a one-off task run's answer, an alert's last
     lines) then finds them all. Prefect's own batching would send the last ones up to seconds later."""
     with suppress(Exception):
-        APILogHandler.flush()
+        APILogHandler().flush()  # an instance's: `flush` is not a class method
 
 
 def run_pipeline(pipeline_tasks: list[PipelineTask], max_parallel_syncs: int = DEFAULT_MAX_PARALLEL_SYNCS) -> State:
