@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prefect import flow
 from prefect.blocks.system import Secret
+from prefect.logging.handlers import APILogHandler
 
 from ddpcontract.tasks import ShellTaskConfig, TaskType
 from ddpui.flows import workspace
@@ -94,3 +95,4 @@ def test_two_workers_each_run_the_branch_tip_whatever_their_copy_saw_last(prefec
             ["git", "remote", "get-url", "origin"], cwd=copy_2, check=True, capture_output=True, text=True
         ).stdout
     )
+    APILogHandler().flush()  # this process's flow runs' log lines, sent while the session's server is up
