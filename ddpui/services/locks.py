@@ -48,12 +48,12 @@ def describe_lock(lock: TaskLock) -> str:
     )
 
 
+# what describing a lock reads: its task, target, dataflow and who took it
+_LOCK_RELATED = ("orgtask__task", "target", "locking_dataflow", "locked_by__user")
+
+
 def _held(orgtask_ids: Iterable[int]) -> list[TaskLock]:
-    return list(
-        TaskLock.objects.filter(orgtask_id__in=list(orgtask_ids)).select_related(
-            "orgtask__task", "target", "locking_dataflow", "locked_by__user"
-        )
-    )
+    return list(TaskLock.objects.filter(orgtask_id__in=list(orgtask_ids)).select_related(*_LOCK_RELATED))
 
 
 def is_targeted(orgtask: OrgTask) -> bool:
@@ -133,11 +133,7 @@ def locks_held_by_dataflow(*, dataflow: OrgDataFlowv1) -> list[TaskLock]:
 
 
 def locks_on_target(*, target: DbtTarget) -> list[TaskLock]:
-    return list(
-        TaskLock.objects.filter(target=target).select_related(
-            "orgtask__task", "target", "locking_dataflow", "locked_by__user"
-        )
-    )
+    return list(TaskLock.objects.filter(target=target).select_related(*_LOCK_RELATED))
 
 
 def locks_held(*, orgtask_ids: Iterable[int]) -> list[TaskLock]:
@@ -147,11 +143,7 @@ def locks_held(*, orgtask_ids: Iterable[int]) -> list[TaskLock]:
 
 def locks_held_in_org(*, org) -> list[TaskLock]:
     """Every lock on the org's tasks, whatever its target. One query."""
-    return list(
-        TaskLock.objects.filter(orgtask__org=org).select_related(
-            "orgtask__task", "target", "locking_dataflow", "locked_by__user"
-        )
-    )
+    return list(TaskLock.objects.filter(orgtask__org=org).select_related(*_LOCK_RELATED))
 
 
 def locks_status(*, orgtask_ids: Iterable[int]) -> dict[int, TaskLock]:

@@ -431,17 +431,9 @@ def _pipeline_lock(held_by_task: dict[int, list], task_ids: list[int], dataflow_
     return _representative_lock(relevant, dataflow_id)
 
 
-def _locks_by_task(task_ids) -> dict[int, list]:
+def _by_task(held_locks: list) -> dict[int, list]:
     held: dict[int, list] = {}
-    for lock in locks.locks_held(orgtask_ids=task_ids):
-        held.setdefault(lock.orgtask_id, []).append(lock)
-    return held
-
-
-def _locks_by_task_of_org(org: Org) -> dict[int, list]:
-    """Every lock on the org's tasks, by task: one query on the org (a thousand-id IN list costs more)."""
-    held: dict[int, list] = {}
-    for lock in locks.locks_held_in_org(org=org):
+    for lock in held_locks:
         held.setdefault(lock.orgtask_id, []).append(lock)
     return held
 
@@ -473,7 +465,7 @@ def pipelines_list(*, org: Org) -> list[PipelineSummary]:
     states_call = meanwhile(proxy.deployments.schedule_states, deployment_ids=ids)
     runs_call = meanwhile(proxy.flow_runs.filter, deployment_ids=ids, limit_per_deployment=1)
     task_ids_by_dataflow = _task_ids_by_dataflow(org)
-    held = _locks_by_task_of_org(org)
+    held = _by_task(locks.locks_held_in_org(org=org))  # on the org: a thousand-id IN list costs more
     states, last_runs = states_call.result(), {r.deployment_id: r for r in runs_call.result()}
     paused, missing_ids = set(states.paused), set(states.missing)
     run_states = locks.lock_run_states(
@@ -521,7 +513,7 @@ def pipeline_detail(*, org: Org, deployment_id: str) -> PipelineDetail:
     dataflow = dataflow_get(org=org, deployment_id=deployment_id)
     orgtasks = dataflow_orgtasks(dataflow)
     deployment = get_proxy().deployment(dataflow.deployment_id).get()
-    held = _locks_by_task([t.id for t in orgtasks])
+    held = _by_task(locks.locks_held(orgtask_ids=[t.id for t in orgtasks]))
     lock = _pipeline_lock(held, [t.id for t in orgtasks], dataflow.id, dataflow.target_id)
     syncs = [t for t in orgtasks if t.task.type == TaskType.AIRBYTE]
     # a connection's name is its sync's manual dataflow's (kept in step with Airbyte): no Airbyte call
@@ -556,7 +548,7 @@ def pipelines_overview(*, org: Org, runs_per_pipeline: int = OVERVIEW_RUNS) -> l
     runs_by_deployment: dict[str, list[api.FlowRun]] = {}
     for run in get_proxy().flow_runs.filter(deployment_ids=ids, limit_per_deployment=runs_per_pipeline):
         runs_by_deployment.setdefault(str(run.deployment_id), []).append(run)
-    held = _locks_by_task({task_id for tasks in task_ids_by_dataflow.values() for task_id in tasks})
+    held = _by_task(locks.locks_held_in_org(org=org))
     observed = [run for runs_of in runs_by_deployment.values() for run in runs_of[:1]]
     run_states = locks.lock_run_states(
         held=[lock for task_locks in held.values() for lock in task_locks], observed_runs=observed
