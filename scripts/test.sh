@@ -33,11 +33,6 @@ fi
 
 pgdir="$(mktemp -d /tmp/ddpui-test-pg.XXXXXX)"
 pgport="${DDPUI_TEST_PG_PORT:-54329}"
-trap 'bash scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
-
-echo "[test] starting PostgreSQL on 127.0.0.1:$pgport"
-dsn="$(bash scripts/postgres.sh start "$pgdir" "$pgport")" || { echo "[test] PostgreSQL could not be started: failing" >&2; exit 1; }
-export DDPUI_TEST_PG_DSN="$dsn"
 work="$(mktemp -d /tmp/ddpui-test-passes.XXXXXX)"
 pg_pass=""
 cleanup() {
@@ -49,6 +44,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
+
+echo "[test] starting PostgreSQL on 127.0.0.1:$pgport"
+dsn="$(bash scripts/postgres.sh start "$pgdir" "$pgport")" || { echo "[test] PostgreSQL could not be started: failing" >&2; exit 1; }
+export DDPUI_TEST_PG_DSN="$dsn"
 
 # The two passes run side by side (most of a test's time is spent waiting on Prefect, workers, dbt and
 # browsers, so two of them share 2 cores well): each its own Prefect server, data directory and pytest
