@@ -70,14 +70,8 @@ async def _read(client: PrefectClient, deployment_id: UUID) -> dict[str, Any]:
 
 
 async def _exists_by_name(client: PrefectClient, flow_name: str, deployment_name: str) -> bool:
-    try:
-        path = f"/deployments/name/{quote(flow_name, safe='')}/{quote(deployment_name, safe='')}"
-        await prefect_json(client, "GET", path)
-    except httpx.HTTPStatusError as exc:
-        if exc.response.status_code == 404:
-            return False
-        raise
-    return True
+    path = f"/deployments/name/{quote(flow_name, safe='')}/{quote(deployment_name, safe='')}"
+    return await prefect_json(client, "GET", path, missing_ok=True) is not None
 
 
 async def _post_deployment(client: PrefectClient, flow_id: UUID, fields: dict[str, Any]) -> UUID:
@@ -116,9 +110,8 @@ async def deployment_create(
         # Prefect would silently overwrite it: two dataflows must never share one deployment
         raise Conflict(f"a deployment named {request.deployment_name!r} of flow {flow_name!r} already exists")
     schedules = []
-    if request.cron:
-        schedule = CronSchedule(cron=request.cron, timezone=request.timezone or "UTC")
-        schedules.append({"schedule": schedule.model_dump(mode="json", exclude_unset=True), "active": True})
+    if request.cron:  # checked as Prefect's CronSchedule when the request was validated (schemas.check_cron)
+        schedules.append({"schedule": {"cron": request.cron, "timezone": request.timezone or "UTC"}, "active": True})
     work_pool = request.work_pool_name or settings.work_pool
     fields = {
         "name": request.deployment_name,

@@ -79,6 +79,10 @@ class LeanHTTP:
         self._slots = asyncio.Semaphore(max_connections)
         self._has_connected = False
         self._csrf_protected = False
+        # Prefect's client settings, read once: they are fixed for the life of the client that made this one
+        self._max_retries = PREFECT_CLIENT_MAX_RETRIES.value()
+        self._retried_statuses = RETRIED_STATUSES | set(PREFECT_CLIENT_RETRY_EXTRA_CODES.value())
+        self._timeout = PREFECT_API_REQUEST_TIMEOUT.value()
 
     def usable_for(self, method: str) -> bool:
         """Writes go through Prefect's client once Prefect has refused one for lack of a CSRF token."""
@@ -98,9 +102,16 @@ class LeanHTTP:
     # ------------------------------------------------------------------ one request, with Prefect's retries
 
     async def request(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        answer_404: bool = False,
     ) -> tuple[int, bytes]:
-        """(status, body) of a 2xx-3xx answer; otherwise raises as Prefect's client would."""
+        """(status, body) of a 2xx-3xx answer (and of a 404 with `answer_404`: a lookup that may miss costs no
+        exception); otherwise raises as Prefect's client would."""
         target = self.base_path + quote(path, safe="/:@-._~!$&'()*+,;=")
         if params:
             target += "?" + urlencode({key: _query_value(value) for key, value in params.items()}, doseq=True)
@@ -112,9 +123,7 @@ class LeanHTTP:
             head += f"Content-Length: {len(body)}\r\n"
         message = head.encode("latin-1") + b"\r\n" + body
 
-        max_retries = PREFECT_CLIENT_MAX_RETRIES.value()
-        retried_statuses = RETRIED_STATUSES | set(PREFECT_CLIENT_RETRY_EXTRA_CODES.value())
-        timeout = PREFECT_API_REQUEST_TIMEOUT.value()
+        max_retries, retried_statuses, timeout = self._max_retries, self._retried_statuses, self._timeout
         tries = 0
         while True:
             tries += 1
@@ -126,7 +135,7 @@ class LeanHTTP:
                 delay, from_header = None, False
             else:
                 if status not in retried_statuses or tries > max_retries:
-                    if status >= 400:
+                    if status >= 400 and not (status == 404 and answer_404):
                         raise self._status_error(method, target, status, headers, answer)
                     return status, answer
                 delay = _retry_after(headers.get("retry-after"))

@@ -87,28 +87,40 @@ _LEAN: weakref.WeakKeyDictionary[PrefectClient, LeanHTTP] = weakref.WeakKeyDicti
 
 
 async def prefect_json(
-    client: PrefectClient, method: str, path: str, *, not_found: str | None = None, **request: Any
+    client: PrefectClient,
+    method: str,
+    path: str,
+    *,
+    not_found: str | None = None,
+    missing_ok: bool = False,
+    **request: Any,
 ) -> Any:
     """One call to Prefect, answered as plain JSON: through the lean client (proxy.lean_http) when Prefect is
     served over plain http, otherwise through the Prefect client's own `request`; both retry and fail alike.
 
     Reads that the proxy only reshapes skip parsing into Prefect's response models (a flow run or deployment
     model costs a fraction of a millisecond to validate, a page of 200 runs tens of milliseconds).
-    `not_found` turns Prefect's 404 into the proxy's NotFound with that message.
+    `not_found` turns Prefect's 404 into the proxy's NotFound with that message; with `missing_ok` a 404 answers
+    None instead (a lookup that may miss, such as whether a name is free, then costs no exception).
     """
     lean = _LEAN.get(client)
     try:
         if lean is not None and lean.usable_for(method) and request.keys() <= {"json", "params"}:
             try:
-                _, body = await lean.request(method, path, params=request.get("params"), json=request.get("json"))
-                return orjson.loads(body)
+                status, body = await lean.request(
+                    method, path, params=request.get("params"), json=request.get("json"), answer_404=missing_ok
+                )
+                return None if status == 404 else orjson.loads(body)
             except httpx.HTTPStatusError as exc:
                 if not lean.csrf_refusal(exc.response):
                     raise
                 # Prefect's CSRF protection is on: its writes need the token Prefect's client fetches
         response = await client.request(method, path, **request)
     except httpx.HTTPStatusError as exc:
-        if not_found is not None and exc.response.status_code == 404:
-            raise NotFound(not_found) from None
+        if exc.response.status_code == 404:
+            if missing_ok:
+                return None
+            if not_found is not None:
+                raise NotFound(not_found) from None
         raise
     return response.json()

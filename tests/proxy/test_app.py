@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devtools.processes import free_port
+from proxy import __main__ as proxy_main
 from proxy import flow_runs
 from proxy.errors import prefect_message
-from proxy.main import create_app
+from proxy.main import create_app, telemetry_config
 from proxy.settings import REPO_ROOT, ProxySettings, SettingsError
 from tests.proxy.conftest import AUTH, TOKEN, proxy_settings
 
@@ -47,6 +48,35 @@ def test_settings_come_from_the_environment_with_defaults():
 def test_settings_refuse_a_missing_prefect_api_url():
     with pytest.raises(SettingsError, match="PREFECT_API_URL"):
         ProxySettings.from_env({"PROXY_TOKEN": "t"})
+
+
+OFF = {"tracing": False, "metrics": False, "logs": False}
+
+
+@pytest.mark.parametrize(
+    ("environ", "config"),
+    [
+        ({}, OFF),
+        ({"PATH": "/usr/bin", "PREFECT_API_URL": "http://127.0.0.1:4200/api"}, OFF),
+        ({"FASTAPI_OTEL_AUTO_CONFIGURE": "false"}, OFF),
+        ({"FASTAPI_OTEL_AUTO_CONFIGURE": "TRUE"}, {}),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, {}),
+        ({"OTEL_SERVICE_NAME": "proxy"}, {}),
+    ],
+)
+def test_fastapis_telemetry_is_on_only_where_opentelemetry_is_set_up(environ, config):
+    assert telemetry_config(environ) == config
+
+
+def test_the_served_proxy_uses_the_c_parser_and_event_loop(monkeypatch):
+    served = {}
+    monkeypatch.setattr(proxy_main.uvicorn, "run", lambda app, **options: served.update(options, app=app))
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    monkeypatch.setenv("PROXY_TOKEN", "t")
+    assert proxy_main.main(["--port", "8123", "--workers", "2"]) == 0
+    assert served["app"] == "proxy.main:app"
+    assert (served["http"], served["loop"], served["proxy_headers"]) == ("httptools", "uvloop", False)
+    assert (served["host"], served["port"], served["workers"]) == ("127.0.0.1", 8123, 2)
 
 
 def test_health_answers_without_a_token(prefect_server):

@@ -146,6 +146,42 @@ def test_errors_are_httpx_errors_as_prefects_client_raises_them():
     run(scenario())
 
 
+def test_a_lookup_that_may_miss_gets_its_404_answered_not_raised():
+    async def scenario():
+        script = [answer(404, b'{"detail": "Deployment not found"}'), answer(404), answer(500, b'{"detail": "boom"}')]
+        server = ScriptedServer(script)
+        async with server as url:
+            client = LeanHTTP(url, {})
+            missing = await client.request("GET", "/deployments/name/f/d", answer_404=True)
+            with pytest.raises(httpx.HTTPStatusError) as refused:
+                await client.request("GET", "/deployments/name/f/d")  # without it, a 404 raises as before
+            with pytest.raises(httpx.HTTPStatusError) as failed:
+                await client.request("GET", "/deployments/name/f/e", answer_404=True)  # other errors still raise
+            await client.aclose()
+        assert missing == (404, b'{"detail": "Deployment not found"}')
+        assert refused.value.response.status_code == 404 and failed.value.response.status_code == 500
+        assert server.connections == 1  # a 404 answered leaves the connection usable
+
+    run(scenario())
+
+
+def test_prefects_retry_settings_are_those_current_when_the_client_was_made():
+    async def scenario():
+        busy = b"HTTP/1.1 503 X\r\nRetry-After: 0\r\nContent-Length: 2\r\n\r\n{}"  # try again at once
+        server = ScriptedServer([busy, busy, answer(200, b"[]")])
+        async with server as url:
+            with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+                impatient = LeanHTTP(url, {})
+            with pytest.raises(httpx.HTTPStatusError):
+                await impatient.request("GET", "/flows")  # made with no retries: the first 503 is final
+            with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 2, PREFECT_CLIENT_RETRY_JITTER_FACTOR: 0}):
+                patient = LeanHTTP(url, {})
+            assert await patient.request("GET", "/flows") == (200, b"[]")  # retried
+        assert len(server.requests) == 3
+
+    run(scenario())
+
+
 def test_only_plain_http():
     with pytest.raises(ValueError, match="plain http"):
         LeanHTTP("https://prefect.example/api", {})
