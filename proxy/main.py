@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from proxy.deployments import AdhocDeployments, FlowIds
 from proxy.errors import CatchAllMiddleware, register_exception_handlers
 from proxy.flow_runs import EndedFamilies
+from proxy.hot_reads import HotReadsMiddleware
 from proxy.prefect_api import PrefectConnection
 from proxy.routes import ROUTERS
 from proxy.settings import ProxySettings
@@ -40,7 +41,8 @@ def telemetry_config(environ=os.environ) -> dict[str, bool]:
     return {} if wanted else {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: ProxySettings | None = None) -> FastAPI:
+def create_app(settings: ProxySettings | None = None, *, hot_reads: bool = True) -> FastAPI:
+    """The app; `hot_reads=False` leaves the three hot reads to their FastAPI routes too (proxy.hot_reads)."""
     settings = settings or ProxySettings.from_env()
     connection = PrefectConnection(settings)
 
@@ -64,6 +66,8 @@ def create_app(settings: ProxySettings | None = None) -> FastAPI:
     app.state.flow_ids = FlowIds()
     app.state.ended_families = EndedFamilies()
     register_exception_handlers(app)
+    if hot_reads:
+        app.add_middleware(HotReadsMiddleware)  # the innermost: inside the settings context and the catch-all
     app.add_middleware(PrefectSettingsMiddleware, connection=connection)
     app.add_middleware(CatchAllMiddleware)
     for router in ROUTERS:
