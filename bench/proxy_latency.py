@@ -412,7 +412,7 @@ def bench_server(label: str, database_url: str | None, args) -> list[dict]:
         with running_stack(home, database_url) as servers:
             fixtures = set_up(servers)
             for callers in (1, args.concurrency):
-                pairs = args.iterations if callers == 1 else max(10, args.iterations * 2 // callers)
+                pairs = args.iterations if callers == 1 else max(10, args.iterations * 4 // callers)
                 created: list[str] = []
                 for name, proxy_call, direct_call in operations(fixtures, created):
                     load_before = load()
@@ -468,7 +468,7 @@ def print_results(rows: list[dict], args) -> None:
     print(f"load average now (1/5/15 min): {load()}")
     print(
         f"{args.iterations} interleaved pairs per operation one caller at a time; {args.concurrency} callers at once "
-        f"making {max(10, args.iterations * 2 // args.concurrency)} pairs each; keep-alive HTTP clients; times in ms"
+        f"making {max(10, args.iterations * 4 // args.concurrency)} pairs each; keep-alive HTTP clients; times in ms"
     )
     print()
     print(HEADER)
