@@ -42,9 +42,14 @@ async def _flow_run(app, flow_run_id: UUID, query: dict[str, Any]):
     return await flow_runs.flow_run_read(client, flow_run_id=flow_run_id, **query)
 
 
+# the logs route's query parameters: default and bounds (tests/proxy/test_hot_reads.py checks them against the
+# route's OpenAPI description)
+LOG_PAGE = {"offset": (0, 0, MAX_OFFSET), "limit": (200, 1, 200)}
+
+
 async def _logs(app, flow_run_id: UUID, query: dict[str, Any]):
     client = await app.state.prefect.client()
-    page = {"offset": 0, "limit": 200, **query}  # the route's defaults
+    page = {name: default for name, (default, _, _) in LOG_PAGE.items()} | query
     return await flow_runs.flow_run_logs(client, flow_run_id=flow_run_id, ended=app.state.ended_families, **page)
 
 
@@ -64,7 +69,7 @@ ROUTES: list[tuple[re.Pattern[str], Service, dict[str, Callable[[str], Any]]]] =
     (
         re.compile(f"/proxy/flow_runs/logs/{_UUID}"),
         _logs,
-        {"offset": _int_in(0, MAX_OFFSET), "limit": _int_in(1, 200)},
+        {name: _int_in(low, high) for name, (_, low, high) in LOG_PAGE.items()},
     ),
 ]
 

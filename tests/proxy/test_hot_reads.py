@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.states import Completed
 
-from proxy import dependencies
+from proxy import dependencies, hot_reads
 from proxy.main import create_app
 from tests.proxy.conftest import AUTH, TOKEN, make_deployment, proxy_settings
 from tests.support.prefect_rest import prefect_request
@@ -136,3 +136,18 @@ def test_the_probe_fails_where_fastapi_answers(apps, objects):
     served, plain, probe = _answers(apps, "/proxy/blocks/secret/no-such-secret", AUTH)
     assert served == plain and served[0] == 404
     assert probe[0] == 500
+
+
+def test_the_log_pages_defaults_and_bounds_are_the_routes(apps):
+    """The hot logs read pages as the route does: the same defaults and bounds, as the route documents them."""
+    operation = apps[1].get("/openapi.json").json()["paths"]["/proxy/flow_runs/logs/{flow_run_id}"]["get"]
+    documented = {
+        parameter["name"]: (
+            parameter["schema"]["default"],
+            parameter["schema"]["minimum"],
+            parameter["schema"]["maximum"],
+        )
+        for parameter in operation["parameters"]
+        if parameter["in"] == "query"
+    }
+    assert documented == hot_reads.LOG_PAGE
