@@ -47,6 +47,10 @@ Uuid = Annotated[str, BeforeValidator(_uuid_text), WithJsonSchema({"format": "uu
 ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><?#\x00-\x1f\x7f]+$", min_length=1, max_length=200)]
 
 
+UNIQUE_SUFFIX_LENGTH = 33  # "-" and uuid4().hex
+UNIQUE_BASE_MAX = 200 - UNIQUE_SUFFIX_LENGTH  # ObjectName's bound, suffix included
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -193,6 +197,24 @@ class DeploymentCreate(Request):
     work_queue_name: NonEmpty | None = None
     entrypoint: Entrypoint = Entrypoint.PIPELINE
     description: str | None = None
+    unique_suffix: bool = Field(
+        default=False,
+        description=(
+            "Name the deployment deployment_name + '-' + 32 random hex digits (the answer gives the name). "
+            "The name is then new by construction, so the proxy makes one Prefect call instead of first "
+            "checking that no deployment of the flow has the name (which it must, left false: Prefect's "
+            "create would overwrite one)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _room_for_the_suffix(self):
+        if self.unique_suffix and len(self.deployment_name) > UNIQUE_BASE_MAX:
+            raise ValueError(
+                f"deployment_name is at most {UNIQUE_BASE_MAX} characters with unique_suffix "
+                f"(the suffix adds {UNIQUE_SUFFIX_LENGTH})"
+            )
+        return self
 
 
 class DeploymentUpdate(Request):

@@ -7,6 +7,7 @@ working directory there, so the worker finds the flow file without copying any c
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 from urllib.parse import quote
 from uuid import UUID
@@ -103,18 +104,23 @@ class FlowIds:
 async def deployment_create(
     client: PrefectClient, *, settings: ProxySettings, flow_ids: FlowIds, request: schemas.DeploymentCreate
 ) -> schemas.DeploymentRef:
-    """Two Prefect calls once the flow's id is known: is the name free, then the deployment."""
+    """Once the flow's id is known, two Prefect calls for a chosen name (is it free, then the deployment) and one
+    for a name with a unique suffix (new by construction)."""
     check_parameters(request.entrypoint, request.parameters)
     flow_name = request.flow_name or FLOW_NAME_BY_ENTRYPOINT[request.entrypoint]
-    if await _exists_by_name(client, flow_name, request.deployment_name):
-        # Prefect would silently overwrite it: two dataflows must never share one deployment
-        raise Conflict(f"a deployment named {request.deployment_name!r} of flow {flow_name!r} already exists")
+    if request.unique_suffix:
+        name = f"{request.deployment_name}-{uuid.uuid4().hex}"
+    else:
+        name = request.deployment_name
+        if await _exists_by_name(client, flow_name, name):
+            # Prefect would silently overwrite it: two dataflows must never share one deployment
+            raise Conflict(f"a deployment named {name!r} of flow {flow_name!r} already exists")
     schedules = []
     if request.cron:  # checked as Prefect's CronSchedule when the request was validated (schemas.check_cron)
         schedules.append({"schedule": {"cron": request.cron, "timezone": request.timezone or "UTC"}, "active": True})
     work_pool = request.work_pool_name or settings.work_pool
     fields = {
-        "name": request.deployment_name,
+        "name": name,
         "parameters": request.parameters,
         "tags": [request.org_slug],
         "description": request.description,
@@ -146,7 +152,7 @@ async def deployment_create(
                 f"(`prefect work-pool create --type process <name>`) or name an existing one"
             ) from None
         raise
-    return schemas.DeploymentRef(deployment_id=deployment_id, name=request.deployment_name)
+    return schemas.DeploymentRef(deployment_id=deployment_id, name=name)
 
 
 async def deployment_read(client: PrefectClient, *, deployment_id: UUID) -> schemas.Deployment:

@@ -29,16 +29,15 @@ _UUID = "([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _INT = re.compile(r"[0-9]{1,9}")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 
-Service = Callable[[Any, UUID, dict[str, Any]], Awaitable[Any]]
+# (the app, its Prefect client, the object's id, the query) -> the model the route returns
+Service = Callable[[Any, Any, UUID, dict[str, Any]], Awaitable[Any]]
 
 
-async def _deployment(app, deployment_id: UUID, query: dict[str, Any]):
-    client = await app.state.prefect.client()
+async def _deployment(app, client, deployment_id: UUID, query: dict[str, Any]):
     return await deployments.deployment_read(client, deployment_id=deployment_id)
 
 
-async def _flow_run(app, flow_run_id: UUID, query: dict[str, Any]):
-    client = await app.state.prefect.client()
+async def _flow_run(app, client, flow_run_id: UUID, query: dict[str, Any]):
     return await flow_runs.flow_run_read(client, flow_run_id=flow_run_id, **query)
 
 
@@ -47,8 +46,7 @@ async def _flow_run(app, flow_run_id: UUID, query: dict[str, Any]):
 LOG_PAGE = {"offset": (0, 0, MAX_OFFSET), "limit": (200, 1, 200)}
 
 
-async def _logs(app, flow_run_id: UUID, query: dict[str, Any]):
-    client = await app.state.prefect.client()
+async def _logs(app, client, flow_run_id: UUID, query: dict[str, Any]):
     page = {name: default for name, (default, _, _) in LOG_PAGE.items()} | query
     return await flow_runs.flow_run_logs(client, flow_run_id=flow_run_id, ended=app.state.ended_families, **page)
 
@@ -124,7 +122,7 @@ class HotReadsMiddleware:
             return
         service, object_id, query = matched
         try:
-            model = await service(app, object_id, query)
+            model = await service(app, await app.state.prefect.client(), object_id, query)
         except Exception as exc:
             handler = _exception_handler(app, exc)
             if handler is None:

@@ -161,9 +161,10 @@ class PrefectProxy:
 
 
 class Deployment:
-    def __init__(self, proxy: PrefectProxy, deployment_id: str):
+    def __init__(self, proxy: PrefectProxy, deployment_id: str, *, name: str | None = None):
         self.proxy = proxy
         self.id = deployment_id
+        self.name = name  # known when this object comes from a create
 
     def get(self) -> api.Deployment:
         return self.proxy.call(api.Deployment, "GET", f"/proxy/deployments/{self.id}")
@@ -242,8 +243,14 @@ class Deployments:
         entrypoint: str | None = None,
         work_pool_name: str | None = None,
         work_queue_name: str | None = None,
+        unique_suffix: bool = False,
     ) -> Deployment:
+        """unique_suffix: the proxy names the deployment `name` + "-" + 32 random hex digits (the returned
+        Deployment's `name`), new by construction, and so makes one Prefect call instead of two. The name is then
+        cut to the length the suffix leaves room for."""
         body: dict[str, Any] = {"deployment_name": name, "org_slug": org_slug, "parameters": parameters}
+        if unique_suffix:
+            body |= {"deployment_name": name[: api.UNIQUE_BASE_MAX], "unique_suffix": True}
         for key, value in (
             ("cron", cron),
             ("timezone", timezone),
@@ -254,7 +261,7 @@ class Deployments:
             if value:
                 body[key] = value
         created = self.proxy.call(api.DeploymentRef, "POST", "/proxy/v1/deployments/", json=body)
-        return Deployment(self.proxy, created.deployment_id)
+        return Deployment(self.proxy, created.deployment_id, name=created.name)
 
     def filter(self, *, org_slug: str | None = None, deployment_ids: list[str] | None = None) -> list[api.Deployment]:
         body: dict[str, Any] = {}

@@ -227,11 +227,11 @@ def pipeline_create(
         target=target,
     )
     name = checked.name
-    deployment_name = f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}-{uuid.uuid4().hex[:8]}"
     with UndoStack(f"creating the pipeline '{name}' of {org.slug}") as undo:
         # the deployment first: if the proxy fails, nothing has been stored
         deployment = get_proxy().deployments.create(
-            name=deployment_name,
+            name=f"pipeline-{org.slug}-{slugify(name)[:40] or 'pipeline'}",
+            unique_suffix=True,  # a new name every time: one Prefect call, no name check
             org_slug=org.slug,
             parameters=checked.parameters,
             cron=checked.cron,
@@ -243,7 +243,7 @@ def pipeline_create(
                 org=org,
                 name=name,
                 deployment_id=deployment.id,
-                deployment_name=deployment_name,
+                deployment_name=deployment.name,
                 cron=checked.cron,
                 timezone=checked.timezone,
                 dataflow_type=OrgDataFlowv1.DataflowType.ORCHESTRATE,

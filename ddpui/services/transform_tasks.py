@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -122,17 +121,13 @@ def _profiles_make(*, org: Org, dbt: OrgDbt, undo: UndoStack) -> list[str]:
     return made
 
 
-def _deployment_name(orgtask: OrgTask) -> str:
-    return f"manual-{orgtask.org.slug}-{orgtask.task.slug}-{uuid.uuid4().hex[:8]}"
-
-
 def _task_deployment_create(*, org: Org, orgtask: OrgTask, undo: UndoStack) -> OrgDataFlowv1:
     """The task's own manual deployment (one run of exactly this task) and its dataflow row. The deployment is
     undone by `undo` if the operation fails later; the rows are the caller's transaction's."""
-    name = _deployment_name(orgtask)
     target = target_default(org=org)  # the web app runs the task through it: on the default target
     deployment = get_proxy().deployments.create(
-        name=name,
+        name=f"manual-{org.slug}-{orgtask.task.slug}",
+        unique_suffix=True,  # a new name every time: one Prefect call, no name check
         org_slug=org.slug,
         parameters=deployment_parameters(org=org, orgtasks=[orgtask], target=target),
         work_pool_name=settings.PREFECT_WORK_POOL,
@@ -142,7 +137,7 @@ def _task_deployment_create(*, org: Org, orgtask: OrgTask, undo: UndoStack) -> O
         org=org,
         name=f"{orgtask.task.label} ({orgtask.command_text()})"[:100],
         deployment_id=deployment.id,
-        deployment_name=name,
+        deployment_name=deployment.name,
         dataflow_type=OrgDataFlowv1.DataflowType.MANUAL,
         target=target,
     )

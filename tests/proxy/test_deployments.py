@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
 from prefect.client.schemas.schedules import CronSchedule
 
+from ddpcontract.proxy_api import UNIQUE_BASE_MAX
+from proxy import deployments
 from proxy.settings import REPO_ROOT
 from tests.proxy.conftest import IDLE_POOL, TEST_WORK_POOL, make_deployment, unique
 
@@ -83,6 +86,49 @@ def test_a_second_deployment_with_the_same_name_gets_409(api):
     )
     assert response.status_code == 409
     assert name in response.json()["detail"]
+
+
+def test_a_unique_suffix_makes_a_new_name_every_time_without_looking_the_name_up(api, prefect, monkeypatch):
+    base = unique("pipe")
+    existing = make_deployment(api, deployment_name=base, parameters=CONFIG)
+
+    async def no_lookup(*args, **kwargs):
+        raise AssertionError("the name was looked up")
+
+    monkeypatch.setattr(deployments, "_exists_by_name", no_lookup)
+    body = {"deployment_name": base, "org_slug": "acme", "parameters": {}, "work_pool_name": IDLE_POOL}
+    made = [api.post("/proxy/v1/deployments/", json={**body, "unique_suffix": True}) for _ in range(2)]
+    assert [response.status_code for response in made] == [201, 201], [response.text for response in made]
+    names = [response.json()["name"] for response in made]
+    assert all(re.fullmatch(re.escape(base) + "-[0-9a-f]{32}", name) for name in names), names
+    assert names[0] != names[1]
+    for response in made:
+        assert prefect.read_deployment(response.json()["deployment_id"]).name == response.json()["name"]
+    assert prefect.read_deployment(existing).parameters == CONFIG  # the deployment named `base` is untouched
+
+    # without the suffix the name is looked up (here: the lookup refuses, so the create fails, making nothing)
+    assert api.post("/proxy/v1/deployments/", json={**body, "deployment_name": unique("pipe")}).status_code == 500
+
+
+@pytest.mark.parametrize(("length", "status"), [(UNIQUE_BASE_MAX, 201), (UNIQUE_BASE_MAX + 1, 422)])
+def test_a_unique_suffix_leaves_the_name_within_200_characters(api, prefect, length, status):
+    base = unique("long").ljust(length, "x")
+    response = api.post(
+        "/proxy/v1/deployments/",
+        json={
+            "deployment_name": base,
+            "org_slug": "acme",
+            "parameters": {},
+            "work_pool_name": IDLE_POOL,
+            "unique_suffix": True,
+        },
+    )
+    assert response.status_code == status, response.text
+    if status == 201:
+        assert len(response.json()["name"]) == 200
+        assert prefect.read_deployment(response.json()["deployment_id"]).name == response.json()["name"]
+    else:
+        assert f"at most {UNIQUE_BASE_MAX} characters with unique_suffix" in response.text
 
 
 def test_update_keeps_the_schedule_when_cron_is_left_out_and_removes_it_when_null(api, prefect):

@@ -6,6 +6,7 @@ the first two and, from the third, the probe's failure (or FastAPI's 401, given 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -36,12 +37,8 @@ def apps(prefect_server, work_pools):
         create_app(proxy_settings()),
     )
     probe.dependency_overrides[dependencies.prefect_client] = no_routes
-    clients = [TestClient(app, raise_server_exceptions=False) for app in (served, plain, probe)]
-    for client in clients:
-        client.__enter__()
-    yield clients
-    for client in clients:
-        client.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(TestClient(app, raise_server_exceptions=False)) for app in (served, plain, probe)]
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from ddpui.models import DbtTarget, OrgDbt, OrgPrefectBlockv1, OrgTask, TaskLock
+from ddpui.models import DbtTarget, OrgDataFlowv1, OrgDbt, OrgPrefectBlockv1, OrgTask, TaskLock
 from ddpui.prefect_client import get_proxy
 from ddpui.services import locks
 from tests.ddpui.api.helpers import (
@@ -285,6 +286,11 @@ def test_transform_tasks_create_is_idempotent(api, org_with_dbt, prefect):
     ]
     default_target = DbtTarget.objects.get(dbt__org__slug=org.slug, is_default=True)
     assert default_target.profile_block.block_name == f"{org.slug}-dbt-profile"
+    # dbt run's own deployment, named by the proxy (a unique suffix); Django stores Prefect's name
+    [dbt_run] = [task for task in first if task["slug"] == "dbt-run"]
+    stored = OrgDataFlowv1.objects.get(org__slug=org.slug, deployment_id=dbt_run["deploymentId"]).deployment_name
+    assert re.fullmatch(f"manual-{org.slug}-dbt-run-[0-9a-f]{{32}}", stored), stored
+    assert prefect.deployment(dbt_run["deploymentId"])["name"] == stored
 
 
 def test_transform_tasks_delete_refused_while_used_or_locked(api, org_with_tasks, prefect):

@@ -1,5 +1,6 @@
 """Pipelines through the API with the real proxy and Prefect server (no worker: runs stay scheduled)."""
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -52,8 +53,11 @@ def test_create_orders_tasks_and_stores_the_deployment(live_services, pipeline_o
         DataflowOrgTask.objects.filter(dataflow=dataflow).order_by("seq").values_list("orgtask__task__slug", flat=True)
     )
     assert order == ["airbyte-sync", "airbyte-sync", "git-pull", "dbt-deps", "dbt-run", "dbt-test"]
-    parameters = prefect_deployment(deployment_id).json()["parameters"]
-    tasks = parameters["config"]["tasks"]
+    deployment = prefect_deployment(deployment_id).json()
+    # named by the proxy (a unique suffix: no name check); the name Django stores is Prefect's
+    assert re.fullmatch(f"pipeline-{org.slug}-nightly-[0-9a-f]{{32}}", deployment["name"]), deployment["name"]
+    assert dataflow.deployment_name == deployment["name"]
+    tasks = deployment["parameters"]["config"]["tasks"]
     assert [task["slug"] for task in tasks] == order
     assert [task["seq"] for task in tasks] == list(range(6))
     assert tasks[0]["connection_id"] == syncs[0].connection_id
