@@ -4,7 +4,9 @@ the proxy's p95 within 3x of its p50 at 8 concurrent callers).
 For each Prefect server (SQLite, then PostgreSQL) it starts the server and the proxy (`python -m proxy`, as in
 production), measures every operation both ways with the calls interleaved (so the server's background work and
 the machine's other load hit both sides alike), first one caller at a time, then 8 callers at once, and prints
-p50/p95 per side, the ratios, and the machine with its load. Everything it starts is stopped. Not a test.
+p50/p95 per side, the ratios, and the machine with its load. The reads go first, then the creates; what a create
+measurement made is deleted after it and the server left to settle, so that no measurement takes in Prefect's
+background work about another one's objects. Everything it starts is stopped. Not a test.
 
     .venv/bin/python bench/proxy_latency.py                       # both servers; PostgreSQL started for the run
     .venv/bin/python bench/proxy_latency.py --pg-dsn postgresql://postgres:postgres@127.0.0.1:5432/postgres
@@ -48,6 +50,8 @@ CRON = "0 6 1 * *"  # monthly: Prefect's scheduler fills in a few runs per new d
 PARAMETERS = {"config": {"org_slug": "bench", "tasks": [{"seq": 0, "type": "Shell Operation", "commands": ["true"]}]}}
 RESULTS = [{"seq": 0, "slug": "shell", "type": "Shell Operation", "status": "success", "duration": 0.1}]
 LOG_LINES = 60
+SETTLE_SECONDS = 10  # after deleting what a measurement made (Prefect's event persister flushes every 5 s)
+LATE_AFTER_SECONDS = 15  # Prefect's late-runs service marks a scheduled run Late this long after its time
 
 
 def machine_info() -> str:
@@ -234,10 +238,17 @@ def set_up(servers: Servers) -> Fixtures:
     return Fixtures(flow_id, deployment_id, create_target, filter_target, flow_run_id, secret_name)
 
 
-def operations(fixtures: Fixtures, created: list[str]) -> list[tuple[str, Call, Call]]:
-    """(name, the proxy call, the same operation sent to Prefect directly). The deployments the create
-    measurement makes are listed in `created`, to be deleted after it (so that Prefect's scheduler does not
-    go on filling in their runs while the next operations are measured)."""
+@dataclass
+class Made:
+    """What a measurement made in Prefect, deleted after it (see `clean_up`)."""
+
+    deployments: list[str] = field(default_factory=list)
+    flow_runs: list[str] = field(default_factory=list)
+
+
+def operations(fixtures: Fixtures, made: Made) -> list[tuple[str, Call, Call]]:
+    """(name, the proxy call, the same operation sent to Prefect directly): the reads, then the creates. What the
+    creates make is listed in `made`, to be deleted after each measurement."""
     f = fixtures
     future = "2100-01-01T00:00:00Z"
 
@@ -257,7 +268,7 @@ def operations(fixtures: Fixtures, created: list[str]) -> list[tuple[str, Call, 
                 body |= {"deployment_name": "bench", "unique_suffix": True}
             response = client.post("/proxy/v1/deployments/", json=body)
             if response.status_code == 201:
-                created.append(response.json()["deployment_id"])
+                made.deployments.append(response.json()["deployment_id"])
             return response
 
         return call
@@ -278,7 +289,19 @@ def operations(fixtures: Fixtures, created: list[str]) -> list[tuple[str, Call, 
         }
         response = client.post("/deployments/", json=body)
         if response.status_code < 300:
-            created.append(response.json()["id"])
+            made.deployments.append(response.json()["id"])
+        return response
+
+    def proxy_create_flow_run(client: httpx.Client) -> httpx.Response:
+        response = client.post(f"/proxy/deployments/{f.create_target}/flow_run", json={})
+        if response.status_code == 201:
+            made.flow_runs.append(response.json()["flow_run_id"])
+        return response
+
+    def direct_create_flow_run(client: httpx.Client) -> httpx.Response:
+        response = client.post(f"/deployments/{f.create_target}/create_flow_run", json={"parameters": {}, "tags": []})
+        if response.status_code < 300:
+            made.flow_runs.append(response.json()["id"])
         return response
 
     return [
@@ -286,17 +309,6 @@ def operations(fixtures: Fixtures, created: list[str]) -> list[tuple[str, Call, 
             "read deployment",
             lambda c: c.get(f"/proxy/deployments/{f.deployment_id}"),
             lambda c: c.get(f"/deployments/{f.deployment_id}"),
-        ),
-        ("create cron deployment", proxy_create_deployment(unique_suffix=True), direct_create_deployment),
-        (
-            "create cron deployment, chosen name",
-            proxy_create_deployment(unique_suffix=False),
-            direct_create_deployment,
-        ),
-        (
-            "create flow run",
-            lambda c: c.post(f"/proxy/deployments/{f.create_target}/flow_run", json={}),
-            lambda c: c.post(f"/deployments/{f.create_target}/create_flow_run", json={"parameters": {}, "tags": []}),
         ),
         (
             "read flow run",
@@ -339,6 +351,13 @@ def operations(fixtures: Fixtures, created: list[str]) -> list[tuple[str, Call, 
                 f"/block_types/slug/secret/block_documents/name/{f.secret_name}", params={"include_secrets": "false"}
             ),
         ),
+        ("create cron deployment", proxy_create_deployment(unique_suffix=True), direct_create_deployment),
+        (
+            "create cron deployment, chosen name",
+            proxy_create_deployment(unique_suffix=False),
+            direct_create_deployment,
+        ),
+        ("create flow run", proxy_create_flow_run, direct_create_flow_run),
     ]
 
 
@@ -402,19 +421,27 @@ def running_stack(home: Path, database_url: str | None):
         server.stop()
 
 
-def delete_deployments(servers: Servers, deployment_ids: list[str]) -> None:
-    """Deletes them (a dropped connection or a busy answer is tried again, after 1, 2, 4 s)."""
+def clean_up(servers: Servers, made: Made) -> None:
+    """Deletes what a measurement made (a dropped connection or a busy answer is tried again, after 1, 2, 4 s),
+    then lets Prefect's server settle, so that the next measurement does not take in the work its background
+    services do about it: left alone, the runs the create measurement made turn Late 15 s later, hundreds of
+    state changes at once, and Prefect's scheduler fills in runs for the new cron deployments."""
+    deleting = [("deployments", made.deployments), ("flow_runs", made.flow_runs)]
+    if not any(ids for _, ids in deleting):
+        return
     with httpx.Client(base_url=servers.api_url, timeout=60) as direct:
-        while deployment_ids:
-            deployment_id = deployment_ids.pop()
-            for delay in (1, 2, 4, None):
-                try:
-                    if direct.delete(f"/deployments/{deployment_id}").status_code not in (429, 502, 503):
-                        break
-                except httpx.TransportError:
-                    if delay is None:
-                        raise
-                time.sleep(delay or 0)
+        for kind, ids in deleting:
+            while ids:
+                object_id = ids.pop()
+                for delay in (1, 2, 4, None):
+                    try:
+                        if direct.delete(f"/{kind}/{object_id}").status_code not in (429, 502, 503):
+                            break
+                    except httpx.TransportError:
+                        if delay is None:
+                            raise
+                    time.sleep(delay or 0)
+    time.sleep(SETTLE_SECONDS)
 
 
 def bench_server(label: str, database_url: str | None, args) -> list[dict]:
@@ -424,13 +451,14 @@ def bench_server(label: str, database_url: str | None, args) -> list[dict]:
         print(f"{label}: starting the Prefect server and the proxy ...", flush=True)
         with running_stack(home, database_url) as servers:
             fixtures = set_up(servers)
+            time.sleep(SETTLE_SECONDS + LATE_AFTER_SECONDS)  # the set-up's scheduled runs turn Late meanwhile
             for callers in (1, args.concurrency):
                 pairs = args.iterations if callers == 1 else max(10, args.iterations * 4 // callers)
-                created: list[str] = []
-                for name, proxy_call, direct_call in operations(fixtures, created):
+                made = Made()
+                for name, proxy_call, direct_call in operations(fixtures, made):
                     load_before = load()
                     sides = compare(servers, proxy_call, direct_call, pairs=pairs, callers=callers)
-                    delete_deployments(servers, created)
+                    clean_up(servers, made)
                     rows.append(
                         {
                             "server": label,
