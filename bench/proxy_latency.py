@@ -258,14 +258,13 @@ def operations(fixtures: Fixtures, made: Made) -> list[tuple[str, Call, Call]]:
 
         def call(client: httpx.Client) -> httpx.Response:
             body = {
-                "deployment_name": f"bench-{uuid.uuid4().hex[:12]}",
+                "deployment_name": "bench" if unique_suffix else f"bench-{uuid.uuid4().hex[:12]}",
+                "unique_suffix": unique_suffix,
                 "org_slug": "bench",
                 "parameters": PARAMETERS,
                 "cron": CRON,
                 "work_pool_name": POOL,
             }
-            if unique_suffix:
-                body |= {"deployment_name": "bench", "unique_suffix": True}
             response = client.post("/proxy/v1/deployments/", json=body)
             if response.status_code == 201:
                 made.deployments.append(response.json()["deployment_id"])

@@ -44,11 +44,12 @@ def _uuid_text(value: Any) -> str:
 Uuid = Annotated[str, BeforeValidator(_uuid_text), WithJsonSchema({"format": "uuid", "type": "string"})]
 
 # Prefect refuses / % & > < in names; ? # and control characters would break the by-name URL it is read back with
-ObjectName = Annotated[str, StringConstraints(pattern=r"^[^/%&><?#\x00-\x1f\x7f]+$", min_length=1, max_length=200)]
-
-
+OBJECT_NAME_MAX = 200
+ObjectName = Annotated[
+    str, StringConstraints(pattern=r"^[^/%&><?#\x00-\x1f\x7f]+$", min_length=1, max_length=OBJECT_NAME_MAX)
+]
 UNIQUE_SUFFIX_LENGTH = 33  # "-" and uuid4().hex
-UNIQUE_BASE_MAX = 200 - UNIQUE_SUFFIX_LENGTH  # ObjectName's bound, suffix included
+UNIQUE_BASE_MAX = OBJECT_NAME_MAX - UNIQUE_SUFFIX_LENGTH  # the suffix included, the name stays an ObjectName
 
 
 class Request(BaseModel):

@@ -7,10 +7,9 @@ working directory there, so the worker finds the flow file without copying any c
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 from urllib.parse import quote
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 from prefect.client.orchestration import PrefectClient
@@ -109,7 +108,7 @@ async def deployment_create(
     check_parameters(request.entrypoint, request.parameters)
     flow_name = request.flow_name or FLOW_NAME_BY_ENTRYPOINT[request.entrypoint]
     if request.unique_suffix:
-        name = f"{request.deployment_name}-{uuid.uuid4().hex}"
+        name = f"{request.deployment_name}-{uuid4().hex}"
     else:
         name = request.deployment_name
         if await _exists_by_name(client, flow_name, name):
