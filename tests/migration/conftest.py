@@ -8,13 +8,13 @@ import os
 import uuid
 from io import StringIO
 
-import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
 from ddpui import models
 from devtools.legacy_install import AirbyteTarget, LegacyOrgInstall, build_legacy_install
 from tests.conftest import TEST_WORK_POOL
+from tests.support.prefect_rest import prefect_client
 
 SNAPSHOT_MODELS = [
     models.Org,
@@ -61,7 +61,7 @@ class PrefectState:
     """Prefect's own API, read directly: what the migration left in Prefect."""
 
     def __init__(self, api_url: str):
-        self.http = httpx.Client(base_url=api_url, timeout=30)
+        self.http = prefect_client(api_url)
 
     def deployment(self, deployment_id: str) -> dict:
         response = self.http.get(f"/deployments/{deployment_id}")

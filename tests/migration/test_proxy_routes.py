@@ -4,7 +4,6 @@ DbtCoreOperation converted to the Secret-JSON profile inside the proxy (the call
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import uuid
 
@@ -14,6 +13,7 @@ from prefect.client.orchestration import get_client
 
 from devtools.legacy_install import save_block
 from tests.conftest import PROXY_TEST_TOKEN
+from tests.support.prefect_rest import prefect_client
 
 pytestmark = pytest.mark.prefect
 
@@ -120,7 +120,7 @@ def test_profile_from_dbtcore_writes_a_masked_secret_json_and_never_answers_with
         "wtype": "postgres",
         "target_schema": "analytics",
     }
-    api = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=30)
+    api = prefect_client()
     path = f"/block_types/slug/secret/block_documents/name/{prefix}-new-profile"
     assert password not in api.get(path).text  # masked without include_secrets
     value = api.get(path, params={"include_secrets": True}).json()["data"]["value"]

@@ -25,6 +25,7 @@ import uvicorn
 from devtools.processes import free_port
 from proxy.main import create_app
 from proxy.settings import ProxySettings
+from tests.support.prefect_rest import prefect_client
 
 from .fuzzing import fuzz_failures, operations_of
 
@@ -73,7 +74,7 @@ def _ids(prefect: httpx.Client, kind: str) -> set[str]:
 @pytest.fixture
 def fuzzed_proxy(prefect_server):
     """The proxy (own token, idle pool) and real objects to aim at; afterwards, what the fuzzing made is deleted."""
-    prefect = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60)
+    prefect = prefect_client(timeout=60)
     created = prefect.post("/work_pools/", json={"name": FUZZ_POOL, "type": "process"})
     assert created.status_code in (201, 409), created.text
     before = {kind: _ids(prefect, kind) for kind in ("deployments", "automations", "block_documents")}
@@ -154,7 +155,7 @@ def fuzzed_proxy(prefect_server):
     finally:
         served.stop()
         # a new client: the fixture's one may hold a keep-alive connection the server has closed meanwhile
-        prefect = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60, headers={"Connection": "close"})
+        prefect = prefect_client(timeout=60, headers={"Connection": "close"})
         for kind in ("automations", "deployments", "block_documents"):
             for object_id in _ids(prefect, kind) - before[kind]:
                 prefect.delete(f"/{kind}/{object_id}")

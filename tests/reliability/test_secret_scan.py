@@ -25,7 +25,6 @@ from io import StringIO
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import httpx
 import psycopg
 import pytest
 from django.core.management import call_command
@@ -35,7 +34,7 @@ from devtools.processes import free_port
 from tests.conftest import PROXY_TEST_TOKEN
 from tests.support.git_http import serve_git_with_token
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
-from tests.support.prefect_rest import prefect_request
+from tests.support.prefect_rest import prefect_client, prefect_request
 
 from .conftest import RecordingClient, unique_email, wait_for_run
 
@@ -80,7 +79,7 @@ def pg_warehouse(pg_dsn):
 def _prefect_documents(flow_run_ids: set[str]) -> list[str]:
     """Deployments, flow runs, their logs and artifacts, and block documents, as Prefect's REST API gives
     them to anyone who can reach it (no include_secrets)."""
-    prefect = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60)
+    prefect = prefect_client(timeout=60)
     documents = []
 
     def everything(path: str, body: dict) -> list:

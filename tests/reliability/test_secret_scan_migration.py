@@ -55,6 +55,7 @@ from ddpui.prefect_client import get_proxy
 from devtools.legacy_install import AirbyteTarget, build_legacy_install
 from tests.conftest import PROXY_TEST_TOKEN
 from tests.support.git_http import serve_git_with_token
+from tests.support.prefect_rest import prefect_client
 
 from .conftest import RecordingClient, unique_email, wait_for_run
 from .test_secret_scan import TERMINAL, _files, _prefect_documents
@@ -130,7 +131,7 @@ def test_no_secret_survives_a_migration_run(
     settings.WEBHOOK_SECRET = f"whsecret{secrets.token_hex(12)}"
     data_dir, git_token, git_pull_url = token_git
     warehouse_password = f"whpw{secrets.token_hex(12)}"
-    api = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60)
+    api = prefect_client(timeout=60)
     (install,) = build_legacy_install(
         org_names=[f"Scan Legacy {uuid.uuid4().hex[:6]}"],
         data_dir=data_dir,

@@ -12,7 +12,6 @@ kind of each of its path parameters. Proves:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 
 import httpx
@@ -24,6 +23,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from ddpui.api.core import api
 from ddpui.models import Org, TaskProgress
 from tests.support.orgsetup import make_sample_git_repo, setup_org_via_api
+from tests.support.prefect_rest import prefect_client
 
 from .conftest import RecordingClient, unique_email
 
@@ -223,7 +223,7 @@ def org_rows(org: Org) -> dict[str, list[dict]]:
 
 def prefect_view(a: dict) -> dict:
     """A's deployments and blocks as Prefect itself holds them."""
-    prefect = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=30)
+    prefect = prefect_client()
     deployments = {}
     for deployment_id in a["deployment"]:
         body = prefect.get(f"/deployments/{deployment_id}").raise_for_status().json()

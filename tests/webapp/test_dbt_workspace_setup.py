@@ -7,12 +7,10 @@ transactional (serialized_rollback keeps the master task list for the tests afte
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -21,6 +19,7 @@ from django.utils import timezone
 from ddpui.models import AuditEvent, Org, OrgDbt, OrgPrefectBlockv1, TaskProgress
 from ddpui.services import background
 from tests.support.orgsetup import make_sample_git_repo
+from tests.support.prefect_rest import prefect_client
 
 from .conftest import WebApp
 from .ingest_support import create_warehouse, duckdb_config, signed_in_org
@@ -58,7 +57,7 @@ def webapp(live_services, tmp_path):
 
 @pytest.fixture
 def prefect_secret(prefect_server):
-    client = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=30)
+    client = prefect_client()
 
     def value(name: str) -> str | None:
         response = client.get(

@@ -5,7 +5,6 @@ logs and delete — each request exactly as the web app sends it, each answer ch
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 
 from ddpui.models import AuditEvent, OrgDataFlowv1, OrgTask
 from ddpui.services import locks
+from tests.support.prefect_rest import prefect_client
 
 from .ingest_support import create_source, create_warehouse, duckdb_config, form_streams, signed_in_org
 
@@ -27,7 +27,7 @@ def emulator(live_services):
 @pytest.fixture
 def prefect_deployments(prefect_server):
     """prefect_deployments(org_slug) -> the ids of the org's deployments, read from Prefect itself."""
-    client = httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=30)
+    client = prefect_client()
 
     def ids(org_slug: str) -> list[str]:
         response = client.post("/deployments/filter", json={"deployments": {"tags": {"all_": [org_slug]}}})

@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import httpx
 from django.test import Client
 
 from ddpui.models import AuditEvent, Org
 from devtools.airbyte_emulator import SAMPLE_SOURCE_DEFINITION_ID
 from tests.support.orgsetup import warehouse_request
-from tests.support.prefect_rest import prefect_request
+from tests.support.prefect_rest import prefect_client, prefect_request
 
 
 def unique(prefix: str) -> str:
@@ -48,7 +47,7 @@ class Prefect:
 
     def __init__(self, api_url: str):
         self.api_url = api_url
-        self.http = httpx.Client(base_url=api_url, timeout=30)  # for a test's own reads
+        self.http = prefect_client(api_url)  # for a test's own reads
 
     def block_names(self, prefix: str) -> set[str]:
         body = {"block_documents": {"name": {"like_": prefix}}, "limit": 200}
