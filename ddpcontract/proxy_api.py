@@ -417,6 +417,9 @@ class FlowRunNotificationsWritten(FlowRunNotifications):
     block_change: Change
     automation_change: Change
     duplicates_removed: int
+    legacy_block_removed: bool = Field(
+        default=False, description="An earlier version's Custom Webhook notification block of this name was deleted"
+    )
 
 
 class FlowRunNotificationsDeleted(BaseModel):

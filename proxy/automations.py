@@ -1,13 +1,19 @@
 """The Prefect automation that tells Django about flow-run state changes, and its webhook block.
 
-One name covers both: a Custom Webhook notification block (URL, secret header, JSON body) and an automation
-whose trigger is any `prefect.flow-run.*` event of a state change and whose action sends a notification
-through that block. Only state changes carry the `prefect.state-type` label (Scheduled, Late, Running,
-Completed, our own DBT_TEST_FAILED ... all do), so matching on it leaves out the events that are not state
-changes: the heartbeat every running run emits every 30-180 s, and the pull-step events.
-The shared secret lives in the block's `secrets` (a SecretDict: masked in Prefect's API and UI); the header
-only names it as a template (`{{webhook_secret}}`), which Prefect fills in when it sends. Writing is an
-upsert by name, so setting the notifications up twice changes nothing.
+One name covers both: a Webhook block (URL, and the headers: the JSON content type and the secret header)
+and an automation whose trigger is any `prefect.flow-run.*` event of a state change and whose action calls
+that webhook with a JSON payload. Only state changes carry the `prefect.state-type` label (Scheduled, Late,
+Running, Completed, our own DBT_TEST_FAILED ... all do), so matching on it leaves out the events that are not
+state changes: the heartbeat every running run emits every 30-180 s, and the pull-step events.
+The shared secret lives in the block's `headers` (a SecretDict, like the `url`: masked in Prefect's API and
+UI). Writing is an upsert by name, so setting the notifications up twice changes nothing.
+
+Why a Webhook block and a "call-webhook" action, not a Custom Webhook notification block and a
+"send-notification" action (what earlier versions wrote, and still replaced here): Prefect's notification
+block builds a new HTTP client for every message, and with it a TLS context from the whole CA bundle, even
+for a plain-http URL. That costs tens of milliseconds of CPU inside the Prefect server's event loop for every
+state change, which every API call made meanwhile waits for. The Webhook block uses one process-wide
+connection pool.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from uuid import UUID
 
 import httpx
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import PrefectClient
-from prefect.events.actions import SendNotification
+from prefect.events.actions import CallWebhook
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 from proxy.errors import NotFound
@@ -32,41 +39,42 @@ from proxy.schemas import (
     FlowRunNotificationsWritten,
 )
 
-WEBHOOK_SLUG = CustomWebhookNotificationBlock.get_block_type_slug()
-SECRET_KEY = "webhook_secret"
+WEBHOOK_SLUG = Webhook.get_block_type_slug()
+# what earlier versions wrote under the same name: replaced (and deleted) by the next write
+LEGACY_SLUG = CustomWebhookNotificationBlock.get_block_type_slug()
+CONTENT_TYPE = {"Content-Type": "application/json"}
 EVENTS = ["prefect.flow-run.*"]
 # any value of the label, which heartbeats and other non-state events of a flow run do not carry
 MATCH = {"prefect.resource.id": "prefect.flow-run.*", "prefect.state-type": "*"}
-# Rendered by Prefect's actions service for each event; `flow_run` is the run the event is about.
-SUBJECT_TEMPLATE = "Flow run {{ flow_run.name }} with id {{ flow_run.id }} entered state {{ flow_run.state.name }}"
-BODY_TEMPLATE = "{{ flow_run.id }}"
-# The block's own templates: `body` and `subject` are the rendered texts above.
-JSON_BODY = {"flow_run_id": "{{body}}", "message": "{{subject}}"}
+# Rendered by Prefect's actions service for each event; `flow_run` is the run the event is about. The message
+# is Prefect's own notification sentence, JSON-quoted (a run's name may hold any character).
+PAYLOAD_TEMPLATE = (
+    '{"flow_run_id": "{{ flow_run.id }}", "message": {{ ("Flow run " ~ flow_run.name ~ " with id " ~ flow_run.id'
+    ' ~ " entered state " ~ flow_run.state.name) | tojson }}}'
+)
 DESCRIPTION = "Posts every flow-run state change to ddpui's webhook (managed by the ddpui proxy)."
 
 # ---------------------------------------------------------------- service
 
 
-def _block(request: FlowRunNotificationsWrite) -> CustomWebhookNotificationBlock:
-    return CustomWebhookNotificationBlock(
-        name=request.name,
+def _block(request: FlowRunNotificationsWrite) -> Webhook:
+    return Webhook(
         url=str(request.url),
         method="POST",
-        headers={request.secret_header_name: "{{" + SECRET_KEY + "}}"},
-        json_data=JSON_BODY,
-        secrets={SECRET_KEY: request.secret},
+        headers={**CONTENT_TYPE, request.secret_header_name: request.secret},
+        allow_private_urls=True,  # Django is usually on the same host or network as Prefect
+        verify=True,
     )
 
 
-def _block_is_current(saved: dict[str, Any], block: CustomWebhookNotificationBlock) -> bool:
+def _block_is_current(saved: dict[str, Any], block: Webhook) -> bool:
+    """`saved`: the block's data read with its secrets."""
     wanted = {
-        "url": block.url,
+        "url": block.url.get_secret_value(),
         "method": block.method,
-        "headers": block.headers,
-        "json_data": block.json_data,
-        "form_data": None,
-        "params": None,
-        "secrets": block.secrets.get_secret_value(),
+        "headers": block.headers.get_secret_value(),
+        "allow_private_urls": block.allow_private_urls,
+        "verify": block.verify,
     }
     return all(saved.get(key) == value for key, value in wanted.items())
 
@@ -83,7 +91,7 @@ def _automation(name: str, block_id: UUID) -> AutomationCore:
             threshold=1,
             within=0,
         ),
-        actions=[SendNotification(block_document_id=block_id, subject=SUBJECT_TEMPLATE, body=BODY_TEMPLATE)],
+        actions=[CallWebhook(block_document_id=block_id, payload=PAYLOAD_TEMPLATE)],
     )
 
 
@@ -94,12 +102,12 @@ def _comparable(automation: dict[str, Any] | AutomationCore) -> dict[str, Any]:
     return automation.model_dump(mode="json", exclude={"owner_resource"})
 
 
-async def _read_block(client: PrefectClient, name: str, *, include_secrets: bool) -> dict[str, Any] | None:
+async def _read_block(
+    client: PrefectClient, name: str, *, include_secrets: bool, slug: str = WEBHOOK_SLUG
+) -> dict[str, Any] | None:
     try:
         response = await client.request(
-            "GET",
-            f"/block_types/slug/{WEBHOOK_SLUG}/block_documents/name/{name}",
-            params={"include_secrets": include_secrets},
+            "GET", f"/block_types/slug/{slug}/block_documents/name/{name}", params={"include_secrets": include_secrets}
         )
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:
@@ -121,10 +129,11 @@ async def _automations_named(client: PrefectClient, name: str) -> list[dict[str,
 
 def _header_name(block_data: dict[str, Any] | None) -> str | None:
     headers = (block_data or {}).get("headers") or {}
-    return next((key for key, value in headers.items() if value == "{{" + SECRET_KEY + "}}"), None)
+    return next((key for key in headers if key.lower() != "content-type"), None)
 
 
 def _describe(automation: dict[str, Any], block: dict[str, Any] | None) -> dict[str, Any]:
+    """`block` read with its secrets, for the URL and the header's name; the header's value is left out."""
     data = block["data"] if block else None
     return {
         "name": automation["name"],
@@ -137,6 +146,14 @@ def _describe(automation: dict[str, Any], block: dict[str, Any] | None) -> dict[
         "url": data.get("url") if data else None,
         "secret_header_name": _header_name(data),
     }
+
+
+async def _delete_legacy_block(client: PrefectClient, name: str) -> bool:
+    """Deletes the Custom Webhook notification block an earlier version wrote under `name`, if any."""
+    legacy = await _read_block(client, name, include_secrets=False, slug=LEGACY_SLUG)
+    if legacy is not None:
+        await client.delete_block_document(legacy["id"])
+    return legacy is not None
 
 
 async def flow_run_notifications_write(
@@ -171,14 +188,17 @@ async def flow_run_notifications_write(
     # more automations of this name (made by hand, or by two first set-ups at once) would post twice
     for duplicate in existing[1:]:
         await client.delete_automation(UUID(duplicate["id"]))
+    # no automation of this name points at an earlier version's block any more
+    legacy_block_removed = await _delete_legacy_block(client, request.name)
 
     automation = await prefect_json(client, "GET", f"/automations/{automation_id}")
-    document = await _read_block(client, request.name, include_secrets=False)
+    document = await _read_block(client, request.name, include_secrets=True)
     return FlowRunNotificationsWritten(
         **_describe(automation, document),
         block_change=block_change,
         automation_change=automation_change,
         duplicates_removed=len(existing[1:]),
+        legacy_block_removed=legacy_block_removed,
     )
 
 
@@ -186,17 +206,21 @@ async def flow_run_notifications_read(client: PrefectClient, *, name: str) -> Fl
     existing = await _automations_named(client, name)
     if not existing:
         raise NotFound(f"no flow-run notification automation named {name!r}")
-    document = await _read_block(client, name, include_secrets=False)
+    document = await _read_block(client, name, include_secrets=True)
     return FlowRunNotifications(**_describe(existing[0], document))
 
 
 async def flow_run_notifications_delete(client: PrefectClient, *, name: str) -> FlowRunNotificationsDeleted:
     existing = await _automations_named(client, name)
     document = await _read_block(client, name, include_secrets=False)
-    if not existing and document is None:
+    legacy = await _read_block(client, name, include_secrets=False, slug=LEGACY_SLUG)
+    if not existing and document is None and legacy is None:
         raise NotFound(f"no flow-run notification automation or webhook block named {name!r}")
     for automation in existing:  # the automations first: none may point at a deleted block
         await client.delete_automation(UUID(automation["id"]))
-    if document is not None:
-        await client.delete_block_document(document["id"])
-    return FlowRunNotificationsDeleted(name=name, automations_deleted=len(existing), block_deleted=document is not None)
+    for block in (document, legacy):
+        if block is not None:
+            await client.delete_block_document(block["id"])
+    return FlowRunNotificationsDeleted(
+        name=name, automations_deleted=len(existing), block_deleted=document is not None or legacy is not None
+    )

@@ -7,6 +7,9 @@ import json
 import uuid
 
 import pytest
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.events.actions import SendNotification
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 from tests.proxy.conftest import unique
 from tests.support.prefect_rest import prefect_request
@@ -30,11 +33,11 @@ def automations_named(prefect_server, name: str) -> list[dict]:
     return [automation for automation in response.json() if automation["name"] == name]
 
 
-def webhook_blocks_named(prefect_server, name: str) -> list[dict]:
+def webhook_blocks_named(prefect_server, name: str, slug: str = "webhook") -> list[dict]:
     response = prefect_request(
         "POST",
         f"{prefect_server.api_url}/block_documents/filter",
-        json={"block_documents": {"name": {"any_": [name]}}, "block_types": {"slug": {"any_": ["custom-webhook"]}}},
+        json={"block_documents": {"name": {"any_": [name]}}, "block_types": {"slug": {"any_": [slug]}}},
     )
     return response.json()
 
@@ -66,13 +69,15 @@ def test_setup_is_idempotent_and_never_shows_the_secret(api, prefect_server):
     read = api.get(f"{PATH}{name}")
     assert read.status_code == 200
     assert read.json() == {key: created[key] for key in read.json()}
-    # the secret: not in our answers, not in what Prefect's API shows, only in the block's masked secrets
+    # the secret: not in our answers, not in what Prefect's API shows, only in the block's masked headers
     for text in (first.text, read.text, json.dumps(automations_named(prefect_server, name))):
         assert SECRET not in text
     document = webhook_blocks_named(prefect_server, name)[0]
     assert SECRET not in json.dumps(document)
-    assert document["data"]["headers"] == {HEADER: "{{webhook_secret}}"}
-    assert document["data"]["secrets"] == {"webhook_secret": "********"}
+    assert document["data"]["headers"] == {"Content-Type": "********", HEADER: "********"}
+    assert document["data"]["url"] == "********"
+    (action,) = automations_named(prefect_server, name)[0]["actions"]
+    assert (action["type"], action["block_document_id"]) == ("call-webhook", created["block_id"])
 
     rotated = api.put(PATH, json=body(name, secret="a-new-secret")).json()
     assert (rotated["block_change"], rotated["automation_change"]) == ("updated", "unchanged")
@@ -122,14 +127,80 @@ def test_invalid_requests_are_422(api, change, field):
     assert SECRET not in response.text
 
 
-def test_the_automation_posts_a_flow_runs_state_changes_with_the_secret(api, prefect):
-    """Prefect's own triggers and actions services (running in `prefect server start`) deliver it."""
+def legacy_setup(prefect, name: str, url: str) -> tuple[str, str]:
+    """What an earlier version wrote: a Custom Webhook notification block and a send-notification automation."""
+    block_id = CustomWebhookNotificationBlock(
+        name=name,
+        url=url,
+        headers={HEADER: "{{webhook_secret}}"},
+        json_data={"flow_run_id": "{{body}}", "message": "{{subject}}"},
+        secrets={"webhook_secret": SECRET},
+    ).save(name=name, client=prefect)
+    automation = prefect.create_automation(
+        AutomationCore(
+            name=name,
+            trigger=EventTrigger(
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                expect={"prefect.flow-run.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=0,
+            ),
+            actions=[SendNotification(block_document_id=block_id, subject="{{ flow_run.name }}", body="x")],
+        )
+    )
+    return str(block_id), str(automation)
+
+
+def test_an_earlier_versions_notification_block_is_replaced_and_deleted(api, prefect, prefect_server):
     name = unique("notify")
+    legacy_block, legacy_automation = legacy_setup(prefect, name, "http://127.0.0.1:9/webhooks/v1/notification/")
+
+    moved = api.put(PATH, json=body(name)).json()
+    assert (moved["block_change"], moved["automation_change"], moved["legacy_block_removed"]) == (
+        "created",
+        "updated",
+        True,
+    )
+    assert moved["automation_id"] == legacy_automation and moved["block_id"] != legacy_block
+    (automation,) = automations_named(prefect_server, name)
+    assert [action["type"] for action in automation["actions"]] == ["call-webhook"]
+    assert webhook_blocks_named(prefect_server, name, slug="custom-webhook") == []
+    again = api.put(PATH, json=body(name)).json()
+    assert (again["block_change"], again["automation_change"], again["legacy_block_removed"]) == (
+        "unchanged",
+        "unchanged",
+        False,
+    )
+
+    # a delete also removes a leftover of an earlier version (here: made again by hand)
+    other = unique("other")
+    other_block, other_automation = legacy_setup(prefect, other, "http://127.0.0.1:9/x/")  # another name
+    try:
+        CustomWebhookNotificationBlock(name=name, url="http://127.0.0.1:9/x/").save(name=name, client=prefect)
+        deleted = api.delete(f"{PATH}{name}").json()
+        assert deleted == {"name": name, "automations_deleted": 1, "block_deleted": True}
+        assert webhook_blocks_named(prefect_server, name, slug="custom-webhook") == []
+        assert webhook_blocks_named(prefect_server, name) == []
+        assert [block["id"] for block in webhook_blocks_named(prefect_server, other, slug="custom-webhook")] == [
+            other_block
+        ]  # left alone
+    finally:
+        prefect.delete_automation(uuid.UUID(other_automation))
+        prefect.delete_block_document(uuid.UUID(other_block))
+
+
+def test_the_automation_posts_a_flow_runs_state_changes_with_the_secret(api, prefect):
+    """Prefect's own triggers and actions services (running in `prefect server start`) deliver it; the
+    message is JSON-quoted whatever the run's name holds."""
+    name = unique("notify")
+    run_name = 'a "quoted" \\ run <name>'
     with WebhookCapture() as capture:
         assert api.put(PATH, json=body(name, url=capture.url)).status_code == 200
         try:
             flow_id = prefect.create_flow_from_name(unique("notified-flow"))
-            run_id = str(prefect.request("POST", "/flow_runs/", json={"flow_id": str(flow_id)}).json()["id"])
+            created = prefect.request("POST", "/flow_runs/", json={"flow_id": str(flow_id), "name": run_name})
+            run_id = str(created.json()["id"])
             prefect.request(
                 "POST", f"/flow_runs/{run_id}/set_state", json={"state": {"type": "RUNNING"}, "force": True}
             )
@@ -146,4 +217,4 @@ def test_the_automation_posts_a_flow_runs_state_changes_with_the_secret(api, pre
     assert delivered.header("Content-Type") == "application/json"
     payload = delivered.json()
     assert uuid.UUID(payload["flow_run_id"]) == uuid.UUID(run_id)
-    assert f"with id {run_id} entered state Running" in payload["message"]
+    assert payload["message"] == f"Flow run {run_name} with id {run_id} entered state Running"

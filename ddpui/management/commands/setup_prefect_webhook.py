@@ -1,6 +1,7 @@
 """Creates (idempotently, through the proxy) the Prefect automation and webhook block that post every
 flow-run state change (never a heartbeat) to POST /webhooks/v1/notification/ with the WEBHOOK_SECRET header.
-Run again, it updates an automation made by an earlier version (which also posted every heartbeat)."""
+Run again, it updates an automation made by an earlier version (which also posted every heartbeat, or sent
+through a Custom Webhook notification block: that block is deleted)."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -58,8 +59,10 @@ class Command(BaseCommand):
         )
         if done.duplicates_removed:
             self.stdout.write(f"removed {done.duplicates_removed} other automation(s) of the same name")
+        if done.legacy_block_removed:
+            self.stdout.write(f"removed the earlier version's Custom Webhook notification block '{name}'")
         changed = done.block_change != "unchanged" or done.automation_change != "unchanged"
-        if not changed and not done.duplicates_removed:
+        if not changed and not done.duplicates_removed and not done.legacy_block_removed:
             self.stdout.write("setup_prefect_webhook: nothing to change, already set up")
         else:
             self.stdout.write("setup_prefect_webhook: done")
