@@ -75,6 +75,8 @@ class Caller:
 
 def resolve_orguser(user, requested_slug: str | None) -> OrgUser:
     memberships = list(OrgUser.objects.filter(user=user).select_related("org"))
+    for membership in memberships:
+        membership.user = user  # already loaded: what reads orguser.user (the audit's actor) needs no query
     if requested_slug:
         for membership in memberships:
             if membership.org.slug == requested_slug:

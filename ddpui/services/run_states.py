@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
 from ddpcontract import proxy_api as api
@@ -76,18 +76,31 @@ def _dataflow_target_name(deployment_id: str) -> str:
 
 
 def _record(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[PrefectFlowRun, bool]:
-    """Records the report in one transaction: the run's row, lock release at its end, audit, alerts, freshness."""
+    """Records the report in one transaction: the run's row, lock release at its end, audit, alerts, freshness.
+    A run's first report inserts its row once, complete; when another report of the same run inserted it first
+    (the unique flow_run_id refuses the second row), this one is applied again, to that row."""
+    try:
+        return _record_once(org=org, run=run)
+    except IntegrityError:
+        return _record_once(org=org, run=run)
+
+
+def _record_once(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[PrefectFlowRun, bool]:
     run = _reported(run)
     flow_run_id = str(run["flow_run_id"])
     state_type = (run.get("state_type") or "").upper()
     with transaction.atomic():
-        record, created = PrefectFlowRun.objects.select_for_update().get_or_create(
-            flow_run_id=flow_run_id,
-            defaults={"org": org, "deployment_id": str(run.get("deployment_id") or "") or None},
-        )
-        if created and record.deployment_id:
-            # a run of a deployment (e.g. a scheduled one) ran on its dataflow's target
-            record.target_name = _dataflow_target_name(record.deployment_id)
+        record = PrefectFlowRun.objects.select_for_update().filter(flow_run_id=flow_run_id).first()
+        created = record is None
+        if created:
+            deployment_id = str(run.get("deployment_id") or "") or None
+            record = PrefectFlowRun(
+                flow_run_id=flow_run_id,
+                org=org,
+                deployment_id=deployment_id,
+                # a run of a deployment (e.g. a scheduled one) ran on its dataflow's target
+                target_name=_dataflow_target_name(deployment_id) if deployment_id else "",
+            )
         already_terminal = is_terminal(record.state_type)
         changed = created
         if (
@@ -123,7 +136,7 @@ def _record(*, org: Org | None, run: api.FlowRun | Mapping[str, Any]) -> tuple[P
             record.notified_events = [*(record.notified_events or []), *(event.value for event in events)]
             changed = True
         if changed:
-            record.save()
+            record.save(force_insert=created)  # a new row: one INSERT, no UPDATE after it
             if is_terminal(record.state_type) and record.task_results:
                 freshness_record_run(record)
         run_alerts_raise(record, events)
