@@ -77,10 +77,22 @@ def uses_django_database(item) -> bool:
     return any(item.get_closest_marker(name) for name in _DATABASE_MARKERS)
 
 
+def transactional_without_serialized_rollback(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return marker is not None and marker.kwargs.get("transaction") and not marker.kwargs.get("serialized_rollback")
+
+
 def pytest_collection_modifyitems(config, items):
     """Marks every test that needs a Prefect server `needs_prefect`; with --fast, deselects them and the tests
     marked `slow` (real dbt builds and the like); with --database-tests-only, deselects the tests that never
     reach Django's database."""
+    unserialized = [item.nodeid for item in items if transactional_without_serialized_rollback(item)]
+    if unserialized:
+        raise pytest.UsageError(
+            "django_db(transaction=True) needs serialized_rollback=True here: the flush at the end of such a test "
+            "empties the tables the next serialized tests restore into (content types), and they fail. Missing in: "
+            + ", ".join(unserialized)
+        )
     if config.getoption("--database-tests-only"):
         kept = [item for item in items if uses_django_database(item)]
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])

@@ -10,7 +10,9 @@ from ddpui.models import PrefectFlowRun
 from ddpui.services import run_states
 from tests.factories import make_org
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# transaction=True: the rival report runs in a thread, on its own connection; serialized_rollback=True, as every
+# transactional test here: the flush at its end would otherwise leave the next ones without their base rows
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def report(flow_run_id: str, deployment_id: str, state: str) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import uses_django_database
+from tests.conftest import transactional_without_serialized_rollback, uses_django_database
 
 
 class _Item:
@@ -36,3 +36,25 @@ _ALWAYS = ("django_db_blocker", "django_test_environment")
 )
 def test_the_postgresql_pass_keeps_exactly_the_tests_that_reach_djangos_database(fixtures, markers, kept):
     assert uses_django_database(_Item(fixtures, markers)) is kept
+
+
+class _Marked:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def get_closest_marker(self, name: str):
+        return self.marker if name == "django_db" else None
+
+
+@pytest.mark.parametrize(
+    ("marker", "refused"),
+    [
+        (None, False),
+        (pytest.mark.django_db.mark, False),
+        (pytest.mark.django_db(transaction=True).mark, True),  # its flush would break the next serialized tests
+        (pytest.mark.django_db(transaction=True, serialized_rollback=True).mark, False),
+        (pytest.mark.django_db(serialized_rollback=True).mark, False),
+    ],
+)
+def test_a_transactional_test_without_serialized_rollback_is_refused_at_collection(marker, refused):
+    assert bool(transactional_without_serialized_rollback(_Marked(marker))) is refused
