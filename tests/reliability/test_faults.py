@@ -195,6 +195,18 @@ class Faults:
     def wait(self, flow_run_id: str, states: set[str], timeout: float = 45) -> dict:
         return wait_for_run(flow_run_id, states, timeout=timeout, api_url=self.stack.api_url)
 
+    def wait_for_log(self, flow_run_id: str, text: str, timeout: float = 30) -> None:
+        """Until a log line of the run that contains `text` has reached Prefect's API (the flow ships its
+        logs in batches, a second or two behind)."""
+        deadline = time.monotonic() + timeout
+        body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+        while True:
+            logs = prefect_request("POST", f"{self.stack.api_url}/logs/filter", json=body).json()
+            if any(text in entry["message"] for entry in logs):
+                return
+            assert time.monotonic() < deadline, f"no log line {text!r} from run {flow_run_id} in {timeout} s"
+            time.sleep(0.25)
+
     def prefect_state(self, flow_run_id: str) -> str | None:
         response = prefect_request("GET", f"{self.stack.api_url}/flow_runs/{flow_run_id}", expect=(200, 404))
         return None if response.status_code == 404 else response.json()["state"]["type"]
@@ -229,6 +241,10 @@ def test_worker_killed_mid_run(faults):
     running = faults.wait(run_id, {"RUNNING"})
     assert faults.webhook({"flow_run_id": run_id}).status_code == 200
     assert PrefectFlowRun.objects.get(flow_run_id=run_id).state_type == "RUNNING"
+    # mid-run means inside the sync: a kill right after RUNNING can end the run before its first task has
+    # logged anything (CI once saw it crash at "Beginning flow run"), and the e-mail below checks that line
+    attempt_line = "task airbyte-sync (seq 0, Airbyte Connection): attempt 1"
+    faults.wait_for_log(run_id, attempt_line)
     faults.stack.kill_worker()
     # while the run is still live for Prefect, the reconciler keeps its lock and a new trigger is refused
     faults.reconcile()
@@ -243,7 +259,7 @@ def test_worker_killed_mid_run(faults):
     # the failure e-mail carries the run's last log lines (read from the proxy page by page)
     assert faults.webhook({"flow_run_id": run_id}).status_code == 200
     assert len(mail.outbox) == 1
-    assert "task airbyte-sync (seq 0, Airbyte Connection): attempt 1" in mail.outbox[0].body, mail.outbox[0].body
+    assert attempt_line in mail.outbox[0].body, mail.outbox[0].body
     faults.assert_consistent_after_one_reconcile()
     assert PrefectFlowRun.objects.get(flow_run_id=run_id).state_type == final["state"]["type"]
     assert time.monotonic() - started < SCENARIO_SECONDS
