@@ -1,15 +1,18 @@
 """Table-driven tests of pure logic (no database, no Prefect): notification parsing, the order of states, the
-worker's copy of a repository. What a run's state raises is in tests/ddpui/alerts/test_alert_logic.py, the task
-config and state names in tests/ddpcontract/, dbt command parsing in tests/migration/test_dbt_commands_and_steps.py
-(all fast tier)."""
+worker's copy of a repository, how long to await an ended run's last log lines. What a run's state raises is in
+tests/ddpui/alerts/test_alert_logic.py, the task config and state names in tests/ddpcontract/, dbt command
+parsing in tests/migration/test_dbt_commands_and_steps.py (all fast tier)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ddpui.errors import InvalidInput
 from ddpui.flows.dbt import with_target
 from ddpui.flows.workspace import packages_digest, packages_needed, plain_url
+from ddpui.services.run_logs import settle_wait
 from ddpui.services.run_states import state_rank
 from ddpui.services.webhooks import webhook_parse
 
@@ -124,3 +127,23 @@ def test_dbt_deps_runs_when_the_declared_packages_are_not_installed(
     if installed == "same":
         installed = packages_digest(tmp_path)
     assert (packages_needed(tmp_path, installed) is not None) == needed
+
+
+T_END = datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("ended_at", "now", "settle", "expected"),
+    [
+        (None, T_END, 8.0, 8.0),  # end unknown: the whole settle time
+        (T_END, T_END, 8.0, 8.0),  # just ended
+        (T_END, T_END + timedelta(seconds=3), 8.0, 5.0),  # the rest of it
+        (T_END, T_END + timedelta(seconds=8), 8.0, 0.0),  # it has had its time
+        (T_END, T_END + timedelta(hours=2), 8.0, 0.0),  # a notification repaired long after: read once
+        (T_END, T_END - timedelta(seconds=30), 8.0, 8.0),  # Prefect's clock ahead of ours: never more than settle
+        (T_END, T_END, 0.0, 0.0),
+        (None, T_END, -1.0, 0.0),  # a negative setting waits not at all
+    ],
+)
+def test_an_ended_runs_last_lines_are_awaited_until_settle_seconds_after_its_end(ended_at, now, settle, expected):
+    assert settle_wait(ended_at=ended_at, now=now, settle_seconds=settle) == pytest.approx(expected)

@@ -40,9 +40,11 @@ class DeliveryFailed(Exception):
 # --------------------------------------------------------------------------------------------- rendering
 
 
-def last_log_lines(flow_run_id: str, *, count: int = 20, max_lines: int = 10_000) -> list[dict]:
+def last_log_lines(
+    flow_run_id: str, *, ended_at: datetime | None = None, count: int = 20, max_lines: int = 10_000
+) -> list[dict]:
     """The run's last `count` log lines, once Prefect has them all (services/run_logs.py)."""
-    lines = ended_run_log_lines(flow_run_id, max_lines=max_lines)
+    lines = ended_run_log_lines(flow_run_id, max_lines=max_lines, ended_at=ended_at)
     return [line.model_dump(mode="json") for line in lines[-count:]]
 
 
@@ -109,7 +111,7 @@ def alert_render(alert: Alert) -> Alert:
     facts, logs = alert.facts, None
     if alert.flow_run_id and alert.event in (AlertEvent.RUN_FAILED, AlertEvent.DBT_TEST_FAILED):
         try:
-            logs = last_log_lines(facts["flow_run_id"])
+            logs = last_log_lines(facts["flow_run_id"], ended_at=alert.flow_run.end_time)
         except Exception:  # noqa: BLE001 - the alert still goes out, without its logs
             logger.warning("could not read the logs of run %s for an alert", facts.get("flow_run_id"))
             logs = [{"message": "(the run's log lines could not be read)", "level_name": ""}]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -18,6 +19,8 @@ from django.test import Client
 from django.utils import timezone
 
 from ddpui.models import Alert, AlertDelivery, OrgAlertSettings, PrefectFlowRun, TaskLock
+from ddpui.prefect_client.client import FlowRun
+from ddpui.services import run_logs
 from ddpui.services.alerts.delivery import deliveries_retry
 from tests.factories import auth_headers
 from tests.support.prefect_rest import prefect_request, prefect_set_state
@@ -260,3 +263,34 @@ def test_the_webhook_url_is_a_secret_checked_and_kept_in_prefect(alerting, djang
     prefect_request("GET", f"block_types/slug/secret/block_documents/name/{block_name}", expect=(404,))
     assert api("delete", "/api/v1/alerts/channels/webhook", manager).status_code == 404
     assert api("post", "/api/v1/alerts/channels/webhook/test", manager).status_code == 404
+
+
+def test_an_alert_for_a_run_that_ended_long_ago_reads_its_logs_once(
+    alerting, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A failed run logs no "Finished in state" line here (its state is set through Prefect's API), so the
+    reader waits the settle time for it — counted from the run's end: a notification arriving after that (a
+    lost one repaired by the reconciler, say) reads the logs once and does not hold the webhook's answer."""
+    monkeypatch.setattr(run_logs, "LOG_SETTLE_SECONDS", 2.0)
+    reads: list[str] = []
+    real_logs = FlowRun.logs
+
+    def counted_logs(self, **page):
+        reads.append(self.id)
+        return real_logs(self, **page)
+
+    monkeypatch.setattr(FlowRun, "logs", counted_logs)
+    _, manager, _, _, _, tasks = make_alert_org("Settled Org")
+    run_id = failed_run(manager, tasks)
+    # the same reader with the end unknown polls until the settle time has passed: the count below can tell
+    assert run_logs.ended_run_log_lines(run_id, max_lines=100, settle_seconds=3.0) == []
+    assert len(reads) >= 2
+    ended_at = prefect_request("GET", f"flow_runs/{run_id}").json()["end_time"]
+    assert ended_at is not None
+    time.sleep(2.5)  # the run ended longer ago than the settle time
+    reads.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notify(run_id).status_code == 200
+    assert {message.subject for message in mail.outbox} == {"[ddpui] Settled Org: The pipeline 'nightly' failed"}
+    assert PrefectFlowRun.objects.get(flow_run_id=run_id).end_time is not None
+    assert reads == [run_id]
