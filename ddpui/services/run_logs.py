@@ -4,9 +4,10 @@ A flow run's process ships its log lines to Prefect in batches; the run's final 
 last batch arrives (seconds later on a busy machine). The engine's own last line, the flow's "Finished in
 state …" (a line with no task run), is logged after the final state and shipped in order with the rest, so
 once it is stored every earlier line is too. A reader that needs the whole output of an ended run (a one-off
-task run's answer, an alert's last lines) reads until that line is there, or until `settle_seconds` after the
-run's end (a crashed run never logs it): a run that ended longer ago than that has shipped all it ever will,
-so its lines are read once, without waiting (a notification repaired by the reconciler, a late retry).
+task run's answer, an alert's last lines) reads until that line is there, or for `settle_seconds` (a crashed run
+never logs it). Given the run's end, the reader counts them from there: a run that ended longer ago has shipped
+all it ever will, so its lines are read once, without waiting (an alert for a notification repaired by the
+reconciler). A one-off task run's answer, read the moment its run is seen ended, counts from the read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.utils import timezone
 from ddpcontract import proxy_api as api
 from ddpui.prefect_client import LOG_PAGE_LIMIT, get_proxy
 
-LOG_SETTLE_SECONDS = 8.0
+LOG_SETTLE_SECONDS = 10.0
 FINISHED_PREFIX = "Finished in state"
 
 

@@ -161,7 +161,7 @@ def run_wait(
     if not is_terminal(record.state_type):
         return record, []
     # the run's last lines reach Prefect a moment after its final state: read once they are all there
-    return record, ended_run_log_lines(flow_run_id, max_lines=max_log_lines, ended_at=record.end_time)
+    return record, ended_run_log_lines(flow_run_id, max_lines=max_log_lines)
 
 
 def run_history(*, org: Org, deployment_id: str, limit: int, offset: int = 0) -> list[PrefectFlowRun]:
